@@ -1,0 +1,95 @@
+/// What the server does with an incoming datagram or TCP message, decided from its bytes
+/// alone (RFC 1035 4.1, RFC 6891 6.1.3): the forwarder acts on this without re-reading.
+public enum QueryVerdict: UInt8, Sendable {
+    /// A well-formed standard query: forward or answer from cache.
+    case query
+    /// Not worth an answer: shorter than a header, or a response (QR=1) that could be reflected.
+    case drop
+    /// Readable header, malformed body: answer FORMERR.
+    case formErr
+    /// Opcode other than QUERY: answer NOTIMP.
+    case notImp
+    /// EDNS version other than 0: answer BADVERS (RFC 6891 6.1.3).
+    case badVers
+    /// Zone transfers are not forwarded: answer REFUSED.
+    case refused
+}
+
+/// The parsed facts of one query, all offsets into the caller's buffer. A plain value
+/// with no references, so it can be kept per in-flight query without allocation.
+public struct QueryInfo: Sendable {
+    public var verdict: QueryVerdict = .drop
+    public var id: UInt16 = 0
+    public var flags: UInt16 = 0
+    /// The question name starts at offset 12 and is `nameLength` bytes long (uncompressed).
+    public var nameLength: Int = 0
+    public var labelCount: Int = 0
+    public var qtype: UInt16 = 0
+    public var qclass: UInt16 = 0
+    /// Offset just past the question (type and class).
+    public var questionEnd: Int = 0
+    public var hasEDNS: Bool = false
+    /// Advertised UDP payload size; 512 when there is no OPT or it advertises less.
+    public var udpSize: UInt16 = 512
+    public var dnssecOK: Bool = false
+    public var ednsVersion: UInt8 = 0
+    public var error: WireError?
+
+    public init() {}
+
+    @inlinable public var recursionDesired: Bool { flags & Header.rd != 0 }
+    @inlinable public var checkingDisabled: Bool { flags & Header.cd != 0 }
+    @inlinable public var authenticData: Bool { flags & Header.ad != 0 }
+}
+
+public enum QueryParser {
+    /// Parses a query in place. Never reads outside `count` bytes; never traps.
+    @inlinable
+    public static func parse(_ p: UnsafeRawPointer, count: Int) -> QueryInfo {
+        var q = QueryInfo()
+        guard count >= Header.size else { return q }                  // drop
+        q.id = Header.id(p)
+        q.flags = Header.flags(p)
+        if q.flags & Header.qr != 0 { return q }                       // drop: never answer a response
+        if q.flags & Header.opcodeMask != 0 { q.verdict = .notImp; return q }
+        let qd = Header.count(p, Header.qdcountOffset)
+        let an = Header.count(p, Header.ancountOffset)
+        let ns = Header.count(p, Header.nscountOffset)
+        let ar = Header.count(p, Header.arcountOffset)
+        guard qd == 1, an == 0, ns == 0 else { q.verdict = .formErr; q.error = .countMismatch; return q }
+        var c = WireCursor(p, count: count, offset: Header.size)
+        let (len, labels) = DNSName.scanUncompressed(&c)
+        q.qtype = c.u16()
+        q.qclass = c.u16()
+        guard c.ok else { q.verdict = .formErr; q.error = c.error; return q }
+        q.nameLength = len
+        q.labelCount = labels
+        q.questionEnd = c.offset
+        // Additional section: find the one OPT record, skip anything else (e.g. TSIG).
+        var i = 0
+        while i < ar {
+            let ownerAt = c.offset
+            DNSName.skip(&c)
+            let ownerIsRoot = c.ok && c.offset == ownerAt + 1
+            let type = c.u16()
+            let klass = c.u16()
+            let ttl = c.u32()
+            let rdlen = Int(c.u16())
+            c.skip(rdlen)
+            guard c.ok else { q.verdict = .formErr; q.error = c.error; return q }
+            if type == RRType.opt {
+                if q.hasEDNS { q.verdict = .formErr; q.error = .duplicateOPT; return q }
+                if !ownerIsRoot { q.verdict = .formErr; q.error = .badOPT; return q }
+                q.hasEDNS = true
+                q.udpSize = max(512, klass)
+                q.ednsVersion = UInt8(truncatingIfNeeded: ttl >> 16)
+                q.dnssecOK = ttl & 0x8000 != 0
+            }
+            i += 1
+        }
+        if q.hasEDNS && q.ednsVersion != 0 { q.verdict = .badVers; return q }
+        if q.qtype == RRType.axfr || q.qtype == RRType.ixfr { q.verdict = .refused; return q }
+        q.verdict = .query
+        return q
+    }
+}

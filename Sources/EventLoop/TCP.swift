@@ -1,0 +1,302 @@
+import CLibevent
+import DNSWire
+import Forwarding
+import Glibc
+import NetAddress
+
+/// One client TCP connection (RFC 7766): 2-byte length framing, any number of queries in
+/// flight, answers written as they complete (possibly out of order). A connection that
+/// sends nothing for the idle timeout is closed, whether it is silent or stalled
+/// half-way through a message, so a slow client costs one slot and never a worker.
+final class TCPConnection {
+    unowned let worker: Worker
+    let fd: Int32
+    let slot: Int
+    let generation: UInt32
+    let peer: IPAddress
+    var readEvent: OpaquePointer?
+    var writeEvent: OpaquePointer?
+    var inBuffer: UnsafeMutableRawPointer
+    var inCapacity = 1024
+    var inLength = 0
+    var outQueue: [UInt8] = []
+    var outOffset = 0
+    var lastActivity: UInt64 = 0
+    var closed = false
+    /// A client that does not read its answers may not make us buffer without limit.
+    static let maxQueuedBytes = 256 * 1024
+
+    init(worker: Worker, fd: Int32, slot: Int, generation: UInt32, peer: IPAddress) {
+        self.worker = worker
+        self.fd = fd
+        self.slot = slot
+        self.generation = generation
+        self.peer = peer
+        inBuffer = .allocate(byteCount: inCapacity, alignment: 8)
+    }
+
+    deinit { inBuffer.deallocate() }
+
+    func start() {
+        let arg = Unmanaged.passUnretained(self).toOpaque()
+        let r = worker.base.event(fd: fd, flags: Event.read | Event.persist, { _, what, arg in
+            let c = Unmanaged<TCPConnection>.fromOpaque(arg!).takeUnretainedValue()
+            if what & Event.timeout != 0 { c.worker.closeConnection(c) } else { c.onReadable() }
+        }, arg)
+        readEvent = r
+        Event.add(r, milliseconds: worker.options.tcpIdleTimeoutMs)
+        let w = worker.base.event(fd: fd, flags: Event.write, { _, _, arg in
+            Unmanaged<TCPConnection>.fromOpaque(arg!).takeUnretainedValue().onWritable()
+        }, arg)
+        writeEvent = w
+    }
+
+    func onReadable() {
+        while !closed {
+            if inLength == inCapacity {
+                // Grow to hold the message being read (at most 2 + 65535 bytes).
+                let want = inLength >= 2 ? 2 + Int(Wire.u16(inBuffer, 0)) : inCapacity * 2
+                guard want > inCapacity else { break }
+                let nb = UnsafeMutableRawPointer.allocate(byteCount: want, alignment: 8)
+                nb.copyMemory(from: inBuffer, byteCount: inLength)
+                inBuffer.deallocate()
+                inBuffer = nb
+                inCapacity = want
+            }
+            let r: IOResult
+            do { r = try Sys.read(fd, inBuffer + inLength, inCapacity - inLength) } catch {
+                worker.closeConnection(self); return
+            }
+            guard case .done(let n) = r else { break }
+            if n == 0 { worker.closeConnection(self); return }
+            inLength += n
+            processMessages()
+        }
+    }
+
+    func processMessages() {
+        var at = 0
+        var io = WorkerIO(worker: worker)
+        worker.now = Sys.monotonicMilliseconds()
+        lastActivity = worker.now
+        while inLength - at >= 2 {
+            let len = Int(Wire.u16(inBuffer, at))
+            guard inLength - at - 2 >= len else { break }
+            if len == 0 { worker.closeConnection(self); return }
+            var client = ClientHandle()
+            client.transport = .tcp
+            client.slot = UInt32(slot)
+            client.generation = generation
+            worker.forwarder.handleQuery(inBuffer + at + 2, count: len, client: client, source: peer,
+                                         now: worker.now, io: &io)
+            if closed { return }
+            at += 2 + len
+        }
+        worker.flushReplies()
+        if at > 0 {
+            if at < inLength { inBuffer.copyMemory(from: inBuffer + at, byteCount: inLength - at) }
+            inLength -= at
+        }
+    }
+
+    func send(_ bytes: UnsafeRawPointer, _ count: Int) {
+        guard !closed else { return }
+        let out = worker.tcpOut
+        Wire.put16(out, 0, UInt16(count))
+        (out + 2).copyMemory(from: bytes, byteCount: count)
+        var sent = 0
+        if outQueue.isEmpty {
+            while sent < count + 2 {
+                guard let r = try? Sys.write(fd, out + sent, count + 2 - sent) else { worker.closeConnection(self); return }
+                guard case .done(let n) = r else { break }
+                sent += n
+            }
+            if sent == count + 2 { return }
+        }
+        if outQueue.count - outOffset + count + 2 - sent > TCPConnection.maxQueuedBytes {
+            worker.closeConnection(self)
+            return
+        }
+        outQueue.append(contentsOf: UnsafeRawBufferPointer(start: out + sent, count: count + 2 - sent))
+        if let w = writeEvent { Event.add(w) }
+    }
+
+    func onWritable() {
+        while outOffset < outQueue.count {
+            let r = outQueue.withUnsafeBytes { b in try? Sys.write(fd, b.baseAddress! + outOffset, b.count - outOffset) }
+            guard let res = r else { worker.closeConnection(self); return }
+            guard case .done(let n) = res else { if let w = writeEvent { Event.add(w) }; return }
+            outOffset += n
+        }
+        outQueue.removeAll(keepingCapacity: true)
+        outOffset = 0
+    }
+
+    func close() {
+        guard !closed else { return }
+        closed = true
+        if let r = readEvent { Event.free(r) }
+        if let w = writeEvent { Event.free(w) }
+        readEvent = nil
+        writeEvent = nil
+        Sys.close(fd)
+    }
+}
+
+extension Worker {
+    func onAcceptable(_ listenFD: Int32) {
+        for _ in 0..<64 {
+            var peer = SocketAddress()
+            let r: IOResult
+            do { r = try Sys.accept(listenFD, peer: &peer) } catch { return }
+            guard case .done(let fd) = r else { return }
+            guard let ep = peer.endpoint else { Sys.close(Int32(fd)); continue }
+            tcpAccepted &+= 1
+            if freeConnectionSlots.isEmpty { evictOldestConnection() }
+            guard let slot = freeConnectionSlots.popLast() else { Sys.close(Int32(fd)); continue }
+            connectionGenerations[slot] &+= 1
+            let c = TCPConnection(worker: self, fd: Int32(fd), slot: slot, generation: connectionGenerations[slot],
+                                  peer: ep.address)
+            c.lastActivity = Sys.monotonicMilliseconds()
+            connections[slot] = c
+            connectionCount += 1
+            c.start()
+        }
+    }
+
+    /// At the cap, the connection that has been quiet the longest makes room (RFC 7766 6.2.3).
+    func evictOldestConnection() {
+        var oldest: TCPConnection?
+        for case let c? in connections where oldest == nil || c.lastActivity < oldest!.lastActivity { oldest = c }
+        if let c = oldest { tcpEvicted &+= 1; closeConnection(c) }
+    }
+
+    func closeConnection(_ c: TCPConnection) {
+        guard !c.closed else { return }
+        c.close()
+        if connections[c.slot] === c {
+            connections[c.slot] = nil
+            freeConnectionSlots.append(c.slot)
+            connectionCount -= 1
+        }
+    }
+
+    func tcpReply(_ client: ClientHandle, _ bytes: UnsafeRawPointer, _ count: Int) {
+        let slot = Int(client.slot)
+        guard slot < connections.count, let c = connections[slot], c.generation == client.generation else {
+            droppedReplies &+= 1
+            return
+        }
+        c.send(bytes, count)
+    }
+
+    // MARK: upstream TCP (retry after TC=1)
+
+    func startUpstreamTCP(server: Int, token: UInt64, _ bytes: UnsafeRawPointer, _ count: Int) {
+        let q = UpstreamTCPQuery(worker: self, token: token, query: UnsafeRawBufferPointer(start: bytes, count: count))
+        do {
+            try q.start(serverAddresses[server])
+            upstreamTCP[q.fd] = q
+        } catch {
+            var io = WorkerIO(worker: self)
+            forwarder.tcpFailed(token: token, now: now, io: &io)
+        }
+    }
+
+    func finishUpstreamTCP(_ q: UpstreamTCPQuery, answer: UnsafeMutableRawPointer?, count: Int) {
+        upstreamTCP[q.fd] = nil
+        now = Sys.monotonicMilliseconds()
+        var io = WorkerIO(worker: self)
+        if let a = answer {
+            forwarder.handleTCPResponse(token: q.token, a, count: count, now: now, io: &io)
+        } else {
+            forwarder.tcpFailed(token: q.token, now: now, io: &io)
+        }
+        q.close()
+        flushReplies()
+    }
+}
+
+/// One query retried over TCP to an upstream server: connect, write, read one framed
+/// answer, close. Rare (only after TC=1), so it may allocate.
+final class UpstreamTCPQuery {
+    unowned let worker: Worker
+    let token: UInt64
+    var fd: Int32 = -1
+    var out: [UInt8]
+    var written = 0
+    var input: [UInt8] = []
+    var event: OpaquePointer?
+    var connected = false
+    var done = false
+
+    init(worker: Worker, token: UInt64, query: UnsafeRawBufferPointer) {
+        self.worker = worker
+        self.token = token
+        out = [UInt8(query.count >> 8), UInt8(query.count & 0xff)] + Array(query)
+    }
+
+    var writeEvent: OpaquePointer?
+
+    func start(_ addr: SocketAddress) throws {
+        fd = try Sys.socket(addr.family, Int32(SOCK_STREAM.rawValue))
+        do { connected = try Sys.connect(fd, addr) } catch { Sys.close(fd); throw error }
+        let arg = Unmanaged.passUnretained(self).toOpaque()
+        let r = worker.base.event(fd: fd, flags: Event.read | Event.persist, { _, what, arg in
+            let q = Unmanaged<UpstreamTCPQuery>.fromOpaque(arg!).takeUnretainedValue()
+            if what & Event.timeout != 0 { q.fail() } else { q.onReadable() }
+        }, arg)
+        event = r
+        Event.add(r, milliseconds: Int(worker.plan.upstreamTimeoutMs))
+        // Writability also reports the end of a non-blocking connect.
+        let w = worker.base.event(fd: fd, flags: Event.write, { _, _, arg in
+            Unmanaged<UpstreamTCPQuery>.fromOpaque(arg!).takeUnretainedValue().onWritable()
+        }, arg)
+        writeEvent = w
+        Event.add(w)
+    }
+
+    func fail() { worker.finishUpstreamTCP(self, answer: nil, count: 0) }
+
+    func onWritable() {
+        if !connected {
+            if Sys.socketError(fd) != 0 { return fail() }
+            connected = true
+        }
+        while written < out.count {
+            let r = out.withUnsafeBytes { b in try? Sys.write(fd, b.baseAddress! + written, b.count - written) }
+            guard let res = r else { return fail() }
+            guard case .done(let n) = res else { if let w = writeEvent { Event.add(w) }; return }
+            written += n
+        }
+    }
+
+    func onReadable() {
+        var chunk = [UInt8](repeating: 0, count: 16_384)
+        while !done {
+            let r = chunk.withUnsafeMutableBytes { b in try? Sys.read(fd, b.baseAddress!, b.count) }
+            guard let res = r else { return fail() }
+            guard case .done(let n) = res else { return }
+            if n == 0 { return fail() }
+            input.append(contentsOf: chunk[..<n])
+            if input.count >= 2 {
+                let len = Int(input[0]) << 8 | Int(input[1])
+                if input.count >= 2 + len {
+                    return input.withUnsafeMutableBytes { b in
+                        worker.finishUpstreamTCP(self, answer: b.baseAddress! + 2, count: len)
+                    }
+                }
+            }
+        }
+    }
+
+    func close() {
+        guard !done else { return }
+        done = true
+        if let e = event { Event.free(e) }
+        if let w = writeEvent { Event.free(w) }
+        event = nil
+        writeEvent = nil
+        if fd >= 0 { Sys.close(fd) }
+    }
+}

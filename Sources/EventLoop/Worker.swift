@@ -1,0 +1,367 @@
+import CLibevent
+import CShim
+import DNSWire
+import Forwarding
+import Glibc
+import NetAddress
+import PacketCache
+
+/// Settings of the socket layer (the forwarding settings live in `ForwardingPlan`).
+public struct ServerOptions: Sendable {
+    public var listen: [Endpoint] = []
+    public var threads: Int = 1
+    public var tcpIdleTimeoutMs: Int = 10_000
+    /// Per worker. When full, the connection idle the longest is closed for a new one.
+    public var maxTCPConnections: Int = 1024
+    public var socketBufferBytes: Int32 = 4 << 20
+    public var upstreamSockets: Int = 16
+    public var batchSize: Int = 32
+
+    public init() {}
+}
+
+/// One event loop on one thread with its own SO_REUSEPORT sockets, forwarder and
+/// buffers. Workers share only the plan (immutable) and the cache (sharded, trylock).
+final class Worker {
+    let index: Int
+    let options: ServerOptions
+    let base: EventBase
+    let forwarder: Forwarder
+    var plan: ForwardingPlan
+
+    struct UDPListener {
+        var fd: Int32
+        var wildcard: Bool
+        var event: OpaquePointer?
+    }
+
+    var udpListeners: [UDPListener] = []
+    var tcpListenFDs: [Int32] = []
+    var tcpListenEvents: [OpaquePointer] = []
+    /// Upstream UDP sockets per family: [0] IPv4, [1] IPv6 (empty when no server uses it).
+    var upstreamFDs: [[Int32]] = [[], []]
+    var upstreamEvents: [OpaquePointer] = []
+    /// sockaddr of every upstream server, by server index.
+    var serverAddresses: [SocketAddress] = []
+    let recvBatch: UDPBatch
+    let sendBatch: UDPBatch
+    let upstreamBatch: UDPBatch
+    var timer: OpaquePointer?
+    var stopEvent: OpaquePointer?
+    let stopFD: Int32
+    var now: UInt64 = 0
+
+    var connections: [TCPConnection?] = []
+    var connectionGenerations: [UInt32] = []
+    var freeConnectionSlots: [Int] = []
+    /// Oldest-activity-first order of open connections, for eviction at the cap.
+    var connectionCount = 0
+    var upstreamTCP: [Int32: UpstreamTCPQuery] = [:]
+    let tcpOut: UnsafeMutableRawPointer
+    var droppedReplies: UInt64 = 0
+    var tcpAccepted: UInt64 = 0
+    var tcpEvicted: UInt64 = 0
+
+    init(index: Int, options: ServerOptions, plan: ForwardingPlan, cache: PacketCache) throws {
+        self.index = index
+        self.options = options
+        self.plan = plan
+        base = try EventBase()
+        forwarder = Forwarder(plan: plan, cache: cache, random: FastRandom(seed: Sys.randomSeed()),
+                              upstreamSockets: options.upstreamSockets)
+        recvBatch = UDPBatch(capacity: options.batchSize, bufferSize: 4096)
+        sendBatch = UDPBatch(capacity: options.batchSize, bufferSize: 4096)
+        upstreamBatch = UDPBatch(capacity: 16, bufferSize: 8192)
+        tcpOut = .allocate(byteCount: 65_537, alignment: 8)
+        stopFD = try Sys.eventfd()
+        serverAddresses = plan.servers.map(SocketAddress.init)
+        connections = Array(repeating: nil, count: options.maxTCPConnections)
+        connectionGenerations = Array(repeating: 0, count: options.maxTCPConnections)
+        freeConnectionSlots = Array((0..<options.maxTCPConnections).reversed())
+        try openSockets()
+    }
+
+    deinit { tcpOut.deallocate() }
+
+    var unmanaged: UnsafeMutableRawPointer { Unmanaged.passUnretained(self).toOpaque() }
+
+    // MARK: set-up
+
+    func openSockets() throws {
+        for ep in options.listen {
+            let addr = SocketAddress(ep)
+            let domain = ep.address.family == .v4 ? AF_INET : AF_INET6
+            // UDP
+            let u = try Sys.socket(domain, Int32(SOCK_DGRAM.rawValue))
+            try configureListener(u, ep)
+            let wildcard = ep.address.isUnspecified
+            if wildcard {
+                if domain == AF_INET {
+                    try Sys.setOption(u, Int32(IPPROTO_IP), kb_opt_ip_pktinfo(), 1, "IP_PKTINFO")
+                } else {
+                    try Sys.setOption(u, Int32(IPPROTO_IPV6), kb_opt_ipv6_recvpktinfo(), 1, "IPV6_RECVPKTINFO")
+                }
+            }
+            try Sys.setOption(u, SOL_SOCKET, SO_RCVBUF, options.socketBufferBytes, "SO_RCVBUF")
+            try Sys.setOption(u, SOL_SOCKET, SO_SNDBUF, options.socketBufferBytes, "SO_SNDBUF")
+            try Sys.bind(u, addr)
+            udpListeners.append(UDPListener(fd: u, wildcard: wildcard, event: nil))
+            // TCP
+            let t = try Sys.socket(domain, Int32(SOCK_STREAM.rawValue))
+            try configureListener(t, ep)
+            try Sys.bind(t, addr)
+            try Sys.listen(t, 1024)
+            tcpListenFDs.append(t)
+        }
+        var needs = [false, false]
+        for s in plan.servers { needs[s.address.family == .v4 ? 0 : 1] = true }
+        for fam in 0..<2 where needs[fam] {
+            for _ in 0..<options.upstreamSockets {
+                let fd = try Sys.socket(fam == 0 ? AF_INET : AF_INET6, Int32(SOCK_DGRAM.rawValue))
+                try? Sys.setOption(fd, SOL_SOCKET, SO_RCVBUF, options.socketBufferBytes, "SO_RCVBUF")
+                // Port 0: the kernel picks a random ephemeral port for each socket.
+                upstreamFDs[fam].append(fd)
+            }
+        }
+    }
+
+    func configureListener(_ fd: Int32, _ ep: Endpoint) throws {
+        try Sys.setOption(fd, SOL_SOCKET, SO_REUSEADDR, 1, "SO_REUSEADDR")
+        try Sys.setOption(fd, SOL_SOCKET, kb_opt_so_reuseport(), 1, "SO_REUSEPORT")
+        if ep.address.family == .v6 {
+            try Sys.setOption(fd, Int32(IPPROTO_IPV6), IPV6_V6ONLY, 1, "IPV6_V6ONLY")
+        }
+    }
+
+    /// Registers every socket with the event base. Called on the worker's own thread.
+    func registerEvents() {
+        for i in udpListeners.indices {
+            let ev = base.event(fd: udpListeners[i].fd, flags: Event.read | Event.persist, { fd, _, arg in
+                Unmanaged<Worker>.fromOpaque(arg!).takeUnretainedValue().onListenerReadable(fd)
+            }, unmanaged)
+            udpListeners[i].event = ev
+            Event.add(ev)
+        }
+        for fd in tcpListenFDs {
+            let ev = base.event(fd: fd, flags: Event.read | Event.persist, { fd, _, arg in
+                Unmanaged<Worker>.fromOpaque(arg!).takeUnretainedValue().onAcceptable(fd)
+            }, unmanaged)
+            tcpListenEvents.append(ev)
+            Event.add(ev)
+        }
+        for fam in 0..<2 {
+            for (i, fd) in upstreamFDs[fam].enumerated() {
+                // The socket index the forwarder knows is the position within its family's list.
+                _ = i
+                let ev = base.event(fd: fd, flags: Event.read | Event.persist, { fd, _, arg in
+                    Unmanaged<Worker>.fromOpaque(arg!).takeUnretainedValue().onUpstreamReadable(fd)
+                }, unmanaged)
+                upstreamEvents.append(ev)
+                Event.add(ev)
+            }
+        }
+        let t = base.event(fd: -1, flags: Event.persist, { _, _, arg in
+            Unmanaged<Worker>.fromOpaque(arg!).takeUnretainedValue().onTimer()
+        }, unmanaged)
+        timer = t
+        Event.add(t, milliseconds: 20)
+        let s = base.event(fd: stopFD, flags: Event.read | Event.persist, { _, _, arg in
+            Unmanaged<Worker>.fromOpaque(arg!).takeUnretainedValue().base.stop()
+        }, unmanaged)
+        stopEvent = s
+        Event.add(s)
+    }
+
+    /// Runs the loop on the calling thread until `requestStop()`.
+    func run() {
+        registerEvents()
+        base.run()
+        shutdown()
+    }
+
+    /// Thread-safe: wakes the loop through its eventfd.
+    func requestStop() { Sys.signalEventfd(stopFD) }
+
+    func shutdown() {
+        for l in udpListeners { if let e = l.event { Event.free(e) }; Sys.close(l.fd) }
+        for e in tcpListenEvents { Event.free(e) }
+        for fd in tcpListenFDs { Sys.close(fd) }
+        for e in upstreamEvents { Event.free(e) }
+        for fam in upstreamFDs { for fd in fam { Sys.close(fd) } }
+        for c in connections { c?.close() }
+        for q in upstreamTCP.values { q.close() }
+        if let t = timer { Event.free(t) }
+        if let s = stopEvent { Event.free(s) }
+        Sys.close(stopFD)
+    }
+
+    // MARK: UDP from clients
+
+    func onListenerReadable(_ fd: Int32) {
+        guard let li = udpListeners.firstIndex(where: { $0.fd == fd }) else { return }
+        let wildcard = udpListeners[li].wildcard
+        let batch = recvBatch
+        var io = WorkerIO(worker: self)
+        // A few batches per wake-up, then yield to other sockets.
+        for _ in 0..<4 {
+            batch.prepareReceive(batch.capacity, withControl: wildcard)
+            let got: Int
+            do {
+                guard case .done(let n) = try Sys.recvmmsg(fd, batch.msgs, batch.capacity) else { break }
+                got = n
+            } catch { break }
+            now = Sys.monotonicMilliseconds()
+            for i in 0..<got {
+                let m = batch.msgs + i
+                if m.pointee.msg_hdr.msg_flags & Int32(MSG_TRUNC) != 0 {
+                    forwarder.counters.dropped &+= 1
+                    continue
+                }
+                var client = ClientHandle()
+                client.transport = .udp
+                client.slot = UInt32(li)
+                let peer = UnsafeRawPointer(batch.names + i)
+                let peerLen = Int(m.pointee.msg_hdr.msg_namelen)
+                guard let src = SocketAddress.endpoint(peer) else { continue }
+                withUnsafeMutableBytes(of: &client.storage) { s in
+                    s.baseAddress!.copyMemory(from: peer, byteCount: min(peerLen, 28))
+                    s[28] = UInt8(truncatingIfNeeded: peerLen)
+                    if wildcard {
+                        var ifindex: Int32 = 0
+                        let fam = kb_cmsg_get_pktinfo(&m.pointee.msg_hdr, s.baseAddress!.advanced(by: 32).assumingMemoryBound(to: UInt8.self), &ifindex)
+                        s[29] = UInt8(truncatingIfNeeded: fam)
+                        s.storeBytes(of: ifindex, toByteOffset: 48, as: Int32.self)
+                    }
+                }
+                forwarder.handleQuery(batch.buffer(i), count: Int(m.pointee.msg_len), client: client,
+                                      source: src.address, now: now, io: &io)
+            }
+            flushReplies()
+            if got < batch.capacity { break }
+        }
+    }
+
+    /// Queues one UDP answer; sent by `flushReplies` in one `sendmmsg` per socket run.
+    @inline(__always)
+    func queueUDPReply(_ client: ClientHandle, _ bytes: UnsafeRawPointer, _ count: Int) {
+        if sendBatch.count == sendBatch.capacity { flushReplies() }
+        guard count <= sendBatch.bufferSize else { droppedReplies &+= 1; return }
+        let i = sendBatch.count
+        sendBatch.count += 1
+        let li = Int(client.slot)
+        sendBatch.fds[i] = udpListeners[li].fd
+        sendBatch.buffer(i).copyMemory(from: bytes, byteCount: count)
+        sendBatch.iovs[i].iov_len = count
+        let m = sendBatch.msgs + i
+        var c = client
+        withUnsafeBytes(of: &c.storage) { s in
+            UnsafeMutableRawPointer(sendBatch.names + i).copyMemory(from: s.baseAddress!, byteCount: 28)
+            m.pointee.msg_hdr.msg_namelen = socklen_t(s[28])
+            let fam = Int32(s[29])
+            if fam != 0 {
+                let ctrl = sendBatch.control + i * sendBatch.controlSize
+                _ = kb_cmsg_set_pktinfo(&m.pointee.msg_hdr, ctrl, fam == 4 ? AF_INET : AF_INET6,
+                                        s.baseAddress!.advanced(by: 32).assumingMemoryBound(to: UInt8.self),
+                                        s.load(fromByteOffset: 48, as: Int32.self))
+            } else {
+                m.pointee.msg_hdr.msg_control = nil
+                m.pointee.msg_hdr.msg_controllen = 0
+            }
+        }
+    }
+
+    func flushReplies() {
+        let b = sendBatch
+        var start = 0
+        while start < b.count {
+            var end = start + 1
+            while end < b.count && b.fds[end] == b.fds[start] { end += 1 }
+            var at = start
+            while at < end {
+                guard let r = try? Sys.sendmmsg(b.fds[start], b.msgs + at, end - at), case .done(let n) = r, n > 0 else {
+                    // Socket buffer full or a per-message error: drop this one, keep the rest.
+                    droppedReplies &+= 1
+                    at += 1
+                    continue
+                }
+                at += n
+            }
+            start = end
+        }
+        b.count = 0
+    }
+
+    // MARK: upstream UDP
+
+    func upstreamSocketIndex(_ fd: Int32) -> Int? {
+        for fam in 0..<2 { if let i = upstreamFDs[fam].firstIndex(of: fd) { return i } }
+        return nil
+    }
+
+    func onUpstreamReadable(_ fd: Int32) {
+        guard let si = upstreamSocketIndex(fd) else { return }
+        let batch = upstreamBatch
+        var io = WorkerIO(worker: self)
+        for _ in 0..<4 {
+            batch.prepareReceive(batch.capacity, withControl: false)
+            guard let r = try? Sys.recvmmsg(fd, batch.msgs, batch.capacity), case .done(let got) = r else { break }
+            now = Sys.monotonicMilliseconds()
+            for i in 0..<got {
+                let m = batch.msgs + i
+                if m.pointee.msg_hdr.msg_flags & Int32(MSG_TRUNC) != 0 { continue }
+                guard let src = SocketAddress.endpoint(UnsafeRawPointer(batch.names + i)) else { continue }
+                forwarder.handleUDPResponse(batch.buffer(i), count: Int(m.pointee.msg_len), socket: si,
+                                            source: src.address, port: src.port, now: now, io: &io)
+            }
+            flushReplies()
+            if got < batch.capacity { break }
+        }
+    }
+
+    @inline(__always)
+    func sendUpstream(socket: Int, server: Int, _ bytes: UnsafeRawPointer, _ count: Int) {
+        let addr = serverAddresses[server]
+        let fam = addr.family == AF_INET ? 0 : 1
+        let fds = upstreamFDs[fam]
+        guard !fds.isEmpty else { return }
+        let fd = fds[socket % fds.count]
+        var a = addr
+        _ = withUnsafePointer(to: &a.storage) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { try? Sys.sendto(fd, bytes, count, $0, a.length) }
+        }
+    }
+
+    // MARK: time
+
+    func onTimer() {
+        now = Sys.monotonicMilliseconds()
+        var io = WorkerIO(worker: self)
+        forwarder.expire(now: now, io: &io)
+        flushReplies()
+    }
+}
+
+/// The forwarder's view of a worker: answers go into the send batch or a TCP connection,
+/// upstream queries out on the worker's sockets. Holds the worker unowned(unsafe): the
+/// worker is alive for as long as its loop runs, and no reference counting happens per query.
+struct WorkerIO: ForwarderIO {
+    unowned(unsafe) let worker: Worker
+
+    @inline(__always)
+    mutating func reply(_ client: ClientHandle, _ bytes: UnsafeRawPointer, _ count: Int) {
+        if client.transport == .udp {
+            worker.queueUDPReply(client, bytes, count)
+        } else {
+            worker.tcpReply(client, bytes, count)
+        }
+    }
+
+    @inline(__always)
+    mutating func sendUDP(socket: Int, server: Int, _ bytes: UnsafeRawPointer, _ count: Int) {
+        worker.sendUpstream(socket: socket, server: server, bytes, count)
+    }
+
+    mutating func sendTCP(server: Int, token: UInt64, _ bytes: UnsafeRawPointer, _ count: Int) {
+        worker.startUpstreamTCP(server: server, token: token, bytes, count)
+    }
+}

@@ -1,0 +1,629 @@
+import DNSWire
+import NetAddress
+import PacketCache
+
+/// One worker's forwarding state machine: cache lookups, single-flight coalescing of
+/// identical misses, upstream attempts with failover, timeouts, TCP fallback and
+/// serve-stale. It performs no I/O and reads no clock: the event loop passes in the time
+/// and a `ForwarderIO`, and replay tests drive it the same way with scripted packets.
+///
+/// All per-query state lives in fixed tables allocated once (`maxPending` in-flight
+/// upstream queries, `maxWaiters` waiting clients), so the query path allocates nothing.
+public final class Forwarder {
+    public private(set) var plan: ForwardingPlan
+    public let cache: PacketCache
+    public var counters = ForwarderCounters()
+    public let maxPending: Int
+    public let maxWaiters: Int
+    /// Upstream UDP sockets this worker owns; each query goes out on a random one, so the
+    /// source port is as unpredictable as the ID (RFC 5452 9.2).
+    public let upstreamSockets: Int
+    @usableFromInline var random: FastRandom
+
+    @usableFromInline struct Pending {
+        var inUse = false
+        var generation: UInt32 = 0
+        var hash: UInt64 = 0
+        var qtype: UInt16 = 0
+        var qclass: UInt16 = 0
+        var keyFlags: UInt8 = 0
+        var overTCP = false
+        var staleAvailable = false
+        var lastWasError = false
+        var nameLength: Int32 = 0
+        var group: Int32 = 0
+        var server: Int32 = 0
+        var serverPos: Int32 = 0
+        var errors: Int32 = 0
+        var socket: Int32 = -1
+        var upstreamID: UInt16 = 0
+        var idRegistered = false
+        var timed = false
+        var deadline: UInt64 = 0
+        var giveUpAt: UInt64 = 0
+        var prev: Int32 = -1
+        var next: Int32 = -1
+        var flightNext: Int32 = -1
+        var idNext: Int32 = -1
+        var firstWaiter: Int32 = -1
+        var waiterCount: Int32 = 0
+    }
+
+    @usableFromInline struct Waiter {
+        var client = ClientHandle()
+        var id: UInt16 = 0
+        var flags: UInt16 = 0
+        var udpLimit: UInt16 = 512
+        var hasEDNS = false
+        var dnssecOK = false
+        var next: Int32 = -1
+    }
+
+    @usableFromInline let pending: UnsafeMutablePointer<Pending>
+    @usableFromInline let pendingNames: UnsafeMutableRawPointer      // 256 bytes per slot, lower-cased
+    @usableFromInline let waiters: UnsafeMutablePointer<Waiter>
+    @usableFromInline let waiterNames: UnsafeMutableRawPointer       // 256 bytes per waiter, client spelling
+    @usableFromInline var freePending: Int32 = -1
+    @usableFromInline var freeWaiters: Int32 = -1
+    @usableFromInline var pendingInUse = 0
+    /// Timeout list, oldest deadline first: every attempt waits the same time, so
+    /// appending keeps it sorted and expiry is O(1) per query.
+    @usableFromInline var timeoutHead: Int32 = -1
+    @usableFromInline var timeoutTail: Int32 = -1
+    /// Buckets of the in-flight index (by cache-key hash) and the upstream-ID index.
+    @usableFromInline let flightBuckets: UnsafeMutablePointer<Int32>
+    @usableFromInline let idBuckets: UnsafeMutablePointer<Int32>
+    @usableFromInline let bucketMask: Int
+    /// Where answers are assembled before `reply`; large enough for any TCP message.
+    @usableFromInline let scratch: UnsafeMutableRawPointer
+    @usableFromInline static let scratchSize = 65_535 + 512
+    /// Clients coalesced onto one upstream query at most; beyond that, a new query is sent.
+    @usableFromInline static let maxWaitersPerQuery: Int32 = 512
+
+    public init(plan: ForwardingPlan, cache: PacketCache, random: FastRandom,
+                maxPending: Int = 4096, maxWaiters: Int = 16384, upstreamSockets: Int = 32) {
+        self.plan = plan
+        self.cache = cache
+        self.random = random
+        self.maxPending = maxPending
+        self.maxWaiters = maxWaiters
+        self.upstreamSockets = max(1, upstreamSockets)
+        pending = .allocate(capacity: maxPending)
+        pending.initialize(repeating: Pending(), count: maxPending)
+        pendingNames = .allocate(byteCount: maxPending * 256, alignment: 8)
+        waiters = .allocate(capacity: maxWaiters)
+        waiters.initialize(repeating: Waiter(), count: maxWaiters)
+        waiterNames = .allocate(byteCount: maxWaiters * 256, alignment: 8)
+        var buckets = 1
+        while buckets < maxPending * 2 { buckets <<= 1 }
+        bucketMask = buckets - 1
+        flightBuckets = .allocate(capacity: buckets)
+        flightBuckets.initialize(repeating: -1, count: buckets)
+        idBuckets = .allocate(capacity: buckets)
+        idBuckets.initialize(repeating: -1, count: buckets)
+        scratch = .allocate(byteCount: Forwarder.scratchSize, alignment: 8)
+        for i in stride(from: maxPending - 1, through: 0, by: -1) { pending[i].next = freePending; freePending = Int32(i) }
+        for i in stride(from: maxWaiters - 1, through: 0, by: -1) { waiters[i].next = freeWaiters; freeWaiters = Int32(i) }
+    }
+
+    deinit {
+        pending.deinitialize(count: maxPending); pending.deallocate()
+        waiters.deinitialize(count: maxWaiters); waiters.deallocate()
+        pendingNames.deallocate(); waiterNames.deallocate()
+        flightBuckets.deallocate(); idBuckets.deallocate(); scratch.deallocate()
+    }
+
+    public var inFlight: Int { pendingInUse }
+
+    /// Milliseconds until the earliest deadline, for the loop's timer; nil when idle.
+    public func nextDeadline() -> UInt64? {
+        timeoutHead >= 0 ? pending[Int(timeoutHead)].deadline : nil
+    }
+
+    @inline(__always)
+    static func seconds(_ ms: UInt64) -> UInt32 { UInt32(truncatingIfNeeded: ms / 1000) }
+
+    // MARK: - Client queries
+
+    /// Handles one query from a client. `p` may be modified (it is the loop's receive buffer).
+    public func handleQuery<IO: ForwarderIO>(_ p: UnsafeMutableRawPointer, count: Int, client: ClientHandle,
+                                             source: IPAddress, now: UInt64, io: inout IO) {
+        let q = QueryParser.parse(p, count: count)
+        if client.transport == .udp { counters.queriesUDP &+= 1 } else { counters.queriesTCP &+= 1 }
+        switch q.verdict {
+        case .query: break
+        case .drop: counters.dropped &+= 1; return
+        case .formErr: return answerError(p, q, .formErr, client, &io)
+        case .notImp: return answerError(p, q, .notImp, client, &io)
+        case .badVers: return answerError(p, q, .badVers, client, &io)
+        case .refused: return answerError(p, q, .refused, client, &io)
+        }
+        let plan = self.plan
+        guard plan.access.allows(source) else { return answerError(p, q, .refused, client, &io) }
+        let group = plan.router.route(name: p + Header.size, length: q.nameLength, labelCount: q.labelCount)
+        let keyFlags = (q.dnssecOK ? CacheKey.dnssecOK : 0) | (q.checkingDisabled ? CacheKey.checkingDisabled : 0)
+        let key = CacheKey(name: p + Header.size, nameLength: q.nameLength, qtype: q.qtype, qclass: q.qclass, flags: keyFlags)
+        let nowS = Forwarder.seconds(now)
+        let hit = cache.lookup(key, now: nowS, allowStale: true, into: scratch, capacity: Forwarder.scratchSize)
+        let udpLimit = client.transport == .tcp ? UInt16.max
+            : (q.hasEDNS ? min(q.udpSize, plan.maxUDPSize) : 512)
+        if hit.status == .fresh {
+            counters.cacheHits &+= 1
+            let n = finishAnswer(length: hit.length, questionEnd: hit.questionEnd, clientID: q.id, clientFlags: q.flags,
+                                 clientName: p + Header.size, nameLength: q.nameLength, hasEDNS: q.hasEDNS,
+                                 dnssecOK: q.dnssecOK, udpLimit: udpLimit, age: hit.age, ttlOverride: nil)
+            io.reply(client, scratch, n)
+            if hit.wantsRefresh && plan.cache.prefetch {
+                counters.prefetches &+= 1
+                if findFlight(key) < 0 { _ = startQuery(key, group: group, now: now, staleAvailable: true, io: &io) }
+            }
+            return
+        }
+        counters.cacheMisses &+= 1
+        var slot = findFlight(key)
+        if slot >= 0 && pending[Int(slot)].waiterCount < Forwarder.maxWaitersPerQuery {
+            counters.coalesced &+= 1
+        } else {
+            slot = startQuery(key, group: group, now: now, staleAvailable: hit.status == .stale, io: &io)
+            if slot < 0 {
+                counters.overloaded &+= 1
+                return answerError(p, q, .servFail, client, &io)
+            }
+        }
+        guard addWaiter(slot: slot, client: client, q: q, name: p + Header.size, udpLimit: udpLimit) else {
+            counters.overloaded &+= 1
+            return answerError(p, q, .servFail, client, &io)
+        }
+    }
+
+    func answerError<IO: ForwarderIO>(_ p: UnsafeMutableRawPointer, _ q: QueryInfo, _ rcode: RCode,
+                                      _ client: ClientHandle, _ io: inout IO) {
+        switch rcode {
+        case .formErr: counters.formerr &+= 1
+        case .refused: counters.refused &+= 1
+        case .servFail: counters.servfail &+= 1
+        default: break
+        }
+        let n = ResponseWriter.error(query: p, info: q, rcode: rcode, into: scratch, maxUDPSize: plan.maxUDPSize)
+        io.reply(client, scratch, n)
+    }
+
+    func addWaiter(slot: Int32, client: ClientHandle, q: QueryInfo, name: UnsafeRawPointer, udpLimit: UInt16) -> Bool {
+        let w = freeWaiters
+        guard w >= 0 else { return false }
+        freeWaiters = waiters[Int(w)].next
+        waiters[Int(w)] = Waiter(client: client, id: q.id, flags: q.flags, udpLimit: udpLimit,
+                                 hasEDNS: q.hasEDNS, dnssecOK: q.dnssecOK, next: pending[Int(slot)].firstWaiter)
+        (waiterNames + Int(w) * 256).copyMemory(from: name, byteCount: q.nameLength)
+        pending[Int(slot)].firstWaiter = w
+        pending[Int(slot)].waiterCount += 1
+        return true
+    }
+
+    /// Turns a canonical answer in `scratch` into the client's answer: its ID, its spelling
+    /// of the name, flags it can accept, aged TTLs, an OPT record if it sent one, and TC
+    /// when it does not fit. Returns the length.
+    func finishAnswer(length: Int, questionEnd: Int, clientID: UInt16, clientFlags: UInt16,
+                      clientName: UnsafeRawPointer, nameLength: Int, hasEDNS: Bool, dnssecOK: Bool,
+                      udpLimit: UInt16, age: UInt32, ttlOverride: UInt32?) -> Int {
+        let m = scratch
+        Wire.put16(m, Header.idOffset, clientID)
+        (m + Header.size).copyMemory(from: clientName, byteCount: nameLength)
+        var flags = Header.flags(m)
+        // nginx drops answers with AD, CD or Z set: AD only for clients that asked for
+        // DNSSEC (DO) or AD, CD mirrors the query, Z is always clear.
+        flags &= ~(Header.z | Header.cd | Header.aa)
+        if !dnssecOK && clientFlags & Header.ad == 0 { flags &= ~Header.ad }
+        flags |= clientFlags & (Header.cd | Header.rd)
+        flags |= Header.ra | Header.qr
+        Wire.put16(m, Header.flagsOffset, flags)
+        if age > 0 || ttlOverride != nil {
+            ResponseParser.ageTTLs(m, count: length, questionEnd: questionEnd, elapsed: age, override: ttlOverride)
+        }
+        var n = length
+        let optRoom = hasEDNS ? ResponseWriter.optSize : 0
+        if n + optRoom > Int(udpLimit) {
+            counters.truncated &+= 1
+            n = ResponseWriter.truncate(m, questionEnd: questionEnd)
+        }
+        if hasEDNS { n = ResponseWriter.appendOPT(m, at: n, udpSize: plan.maxUDPSize, dnssecOK: dnssecOK) }
+        return n
+    }
+
+    // MARK: - Upstream queries
+
+    func findFlight(_ key: CacheKey) -> Int32 {
+        var s = flightBuckets[Int(truncatingIfNeeded: key.hash) & bucketMask]
+        while s >= 0 {
+            let e = pending[Int(s)]
+            if e.hash == key.hash && e.qtype == key.qtype && e.qclass == key.qclass && e.keyFlags == key.flags
+                && Int(e.nameLength) == key.nameLength
+                && DNSName.equalIgnoringCase(pendingNames + Int(s) * 256, key.name, length: key.nameLength) {
+                return s
+            }
+            s = e.flightNext
+        }
+        return -1
+    }
+
+    /// Allocates an in-flight query for `key` and sends its first attempt. -1 when full.
+    func startQuery<IO: ForwarderIO>(_ key: CacheKey, group: Int, now: UInt64, staleAvailable: Bool,
+                                     io: inout IO) -> Int32 {
+        let s = freePending
+        guard s >= 0 else { return -1 }
+        let i = Int(s)
+        freePending = pending[i].next
+        pendingInUse += 1
+        let g = plan.groups[group]
+        let gen = pending[i].generation &+ 1
+        pending[i] = Pending()
+        pending[i].inUse = true
+        pending[i].generation = gen
+        pending[i].hash = key.hash
+        pending[i].qtype = key.qtype
+        pending[i].qclass = key.qclass
+        pending[i].keyFlags = key.flags
+        pending[i].nameLength = Int32(key.nameLength)
+        pending[i].group = Int32(group)
+        pending[i].serverPos = 0
+        pending[i].server = Int32(g.servers.first ?? -1)
+        pending[i].staleAvailable = staleAvailable
+        pending[i].giveUpAt = now + plan.queryTimeoutMs
+        DNSName.copyLowercased(from: key.name, to: pendingNames + i * 256, length: key.nameLength)
+        let b = Int(truncatingIfNeeded: key.hash) & bucketMask
+        pending[i].flightNext = flightBuckets[b]
+        flightBuckets[b] = s
+        if g.servers.isEmpty {
+            pending[i].deadline = now
+            appendTimeout(s)
+        } else {
+            sendAttempt(s, now: now, io: &io)
+        }
+        return s
+    }
+
+    /// Writes the upstream query for slot `s` into `scratch`: a fresh random ID, RD, the
+    /// client's CD, the lower-cased question and our own OPT (DO copied from the key).
+    func buildUpstreamQuery(_ s: Int, id: UInt16) -> Int {
+        let e = pending[s]
+        let m = scratch
+        Wire.put16(m, Header.idOffset, id)
+        Wire.put16(m, Header.flagsOffset, Header.rd | (e.keyFlags & CacheKey.checkingDisabled != 0 ? Header.cd : 0))
+        Wire.put16(m, Header.qdcountOffset, 1)
+        Wire.put16(m, Header.ancountOffset, 0)
+        Wire.put16(m, Header.nscountOffset, 0)
+        Wire.put16(m, Header.arcountOffset, 0)
+        let nl = Int(e.nameLength)
+        (m + Header.size).copyMemory(from: pendingNames + s * 256, byteCount: nl)
+        Wire.put16(m, Header.size + nl, e.qtype)
+        Wire.put16(m, Header.size + nl + 2, e.qclass)
+        return ResponseWriter.appendOPT(m, at: Header.size + nl + 4, udpSize: plan.upstreamUDPSize,
+                                        dnssecOK: e.keyFlags & CacheKey.dnssecOK != 0)
+    }
+
+    func sendAttempt<IO: ForwarderIO>(_ s: Int32, now: UInt64, io: inout IO) {
+        let i = Int(s)
+        let socket = Int32(truncatingIfNeeded: random.next() % UInt64(upstreamSockets))
+        var id: UInt16 = 0
+        // Pick an ID not already waiting on this socket (a handful of tries at most).
+        repeat { id = UInt16(truncatingIfNeeded: random.next()) } while findID(socket: socket, id: id) >= 0
+        pending[i].socket = socket
+        pending[i].upstreamID = id
+        pending[i].overTCP = false
+        registerID(s)
+        pending[i].deadline = min(now + plan.upstreamTimeoutMs, pending[i].giveUpAt)
+        appendTimeout(s)
+        let n = buildUpstreamQuery(i, id: id)
+        counters.upstreamQueries &+= 1
+        io.sendUDP(socket: Int(socket), server: Int(pending[i].server), scratch, n)
+    }
+
+    func idBucket(socket: Int32, id: UInt16) -> Int {
+        Int((UInt32(bitPattern: socket) &* 0x9E37_79B1) ^ UInt32(id) &* 0x85EB_CA6B) & bucketMask
+    }
+
+    func findID(socket: Int32, id: UInt16) -> Int32 {
+        var s = idBuckets[idBucket(socket: socket, id: id)]
+        while s >= 0 {
+            if pending[Int(s)].socket == socket && pending[Int(s)].upstreamID == id { return s }
+            s = pending[Int(s)].idNext
+        }
+        return -1
+    }
+
+    func registerID(_ s: Int32) {
+        let b = idBucket(socket: pending[Int(s)].socket, id: pending[Int(s)].upstreamID)
+        pending[Int(s)].idNext = idBuckets[b]
+        idBuckets[b] = s
+        pending[Int(s)].idRegistered = true
+    }
+
+    func unregisterID(_ s: Int32) {
+        guard pending[Int(s)].idRegistered else { return }
+        pending[Int(s)].idRegistered = false
+        let b = idBucket(socket: pending[Int(s)].socket, id: pending[Int(s)].upstreamID)
+        if idBuckets[b] == s { idBuckets[b] = pending[Int(s)].idNext; return }
+        var p = idBuckets[b]
+        while p >= 0 {
+            if pending[Int(p)].idNext == s { pending[Int(p)].idNext = pending[Int(s)].idNext; return }
+            p = pending[Int(p)].idNext
+        }
+    }
+
+    func appendTimeout(_ s: Int32) {
+        pending[Int(s)].timed = true
+        pending[Int(s)].prev = timeoutTail
+        pending[Int(s)].next = -1
+        if timeoutTail >= 0 { pending[Int(timeoutTail)].next = s } else { timeoutHead = s }
+        timeoutTail = s
+    }
+
+    func removeTimeout(_ s: Int32) {
+        guard pending[Int(s)].timed else { return }
+        pending[Int(s)].timed = false
+        let e = pending[Int(s)]
+        if e.prev >= 0 { pending[Int(e.prev)].next = e.next } else { timeoutHead = e.next }
+        if e.next >= 0 { pending[Int(e.next)].prev = e.prev } else { timeoutTail = e.prev }
+        pending[Int(s)].prev = -1
+        pending[Int(s)].next = -1
+    }
+
+    func release(_ s: Int32) {
+        let i = Int(s)
+        unregisterID(s)
+        removeTimeout(s)
+        let b = Int(truncatingIfNeeded: pending[i].hash) & bucketMask
+        if flightBuckets[b] == s {
+            flightBuckets[b] = pending[i].flightNext
+        } else {
+            var p = flightBuckets[b]
+            while p >= 0 {
+                if pending[Int(p)].flightNext == s { pending[Int(p)].flightNext = pending[i].flightNext; break }
+                p = pending[Int(p)].flightNext
+            }
+        }
+        var w = pending[i].firstWaiter
+        while w >= 0 {
+            let n = waiters[Int(w)].next
+            waiters[Int(w)].next = freeWaiters
+            freeWaiters = w
+            w = n
+        }
+        pending[i].inUse = false
+        pending[i].generation &+= 1
+        pending[i].firstWaiter = -1
+        pending[i].next = freePending
+        freePending = s
+        pendingInUse -= 1
+    }
+
+    // MARK: - Upstream answers
+
+    /// An answer arrived on upstream UDP socket `socket` from `source`:`port`. Accepted only
+    /// if it matches an in-flight query on that socket by ID, comes from the server that
+    /// query was sent to, and repeats its question; anything else is counted and ignored
+    /// (the real answer may still come).
+    public func handleUDPResponse<IO: ForwarderIO>(_ p: UnsafeMutableRawPointer, count: Int, socket: Int,
+                                                   source: IPAddress, port: UInt16, now: UInt64, io: inout IO) {
+        guard count >= Header.size else { counters.mismatched &+= 1; return }
+        let s = findID(socket: Int32(socket), id: Header.id(p))
+        guard s >= 0 else { counters.mismatched &+= 1; return }
+        let server = plan.servers[Int(pending[Int(s)].server)]
+        guard server.address == source && server.port == port else { counters.mismatched &+= 1; return }
+        handleResponse(s, p, count: count, now: now, io: &io)
+    }
+
+    /// The answer to a query retried over TCP (after TC=1).
+    public func handleTCPResponse<IO: ForwarderIO>(token: UInt64, _ p: UnsafeMutableRawPointer, count: Int,
+                                                   now: UInt64, io: inout IO) {
+        let s = Int32(truncatingIfNeeded: token & 0xffff_ffff)
+        guard s >= 0, Int(s) < maxPending, pending[Int(s)].inUse, pending[Int(s)].overTCP,
+              pending[Int(s)].generation == UInt32(truncatingIfNeeded: token >> 32),
+              count >= Header.size, Header.id(p) == pending[Int(s)].upstreamID else {
+            counters.mismatched &+= 1
+            return
+        }
+        handleResponse(s, p, count: count, now: now, io: &io)
+    }
+
+    /// The TCP retry for `token` failed (connect refused, reset, closed early).
+    public func tcpFailed<IO: ForwarderIO>(token: UInt64, now: UInt64, io: inout IO) {
+        let s = Int32(truncatingIfNeeded: token & 0xffff_ffff)
+        guard s >= 0, Int(s) < maxPending, pending[Int(s)].inUse, pending[Int(s)].overTCP,
+              pending[Int(s)].generation == UInt32(truncatingIfNeeded: token >> 32) else { return }
+        attemptFailed(s, now: now, io: &io, error: false)
+    }
+
+    func handleResponse<IO: ForwarderIO>(_ s: Int32, _ p: UnsafeMutableRawPointer, count: Int, now: UInt64, io: inout IO) {
+        let i = Int(s)
+        let r = ResponseParser.parse(p, count: count)
+        let e = pending[i]
+        guard r.flags & Header.qr != 0, r.flags & Header.opcodeMask == 0, r.nameLength == Int(e.nameLength),
+              r.qtype == e.qtype, r.qclass == e.qclass,
+              r.nameLength == 0 || DNSName.equalIgnoringCase(p + Header.size, pendingNames + i * 256, length: r.nameLength)
+        else {
+            // Not the answer to our question: could be spoofed or a confused server. Keep waiting.
+            counters.mismatched &+= 1
+            return
+        }
+        guard r.ok else {
+            counters.upstreamErrors &+= 1
+            return attemptFailed(s, now: now, io: &io, error: true)
+        }
+        if r.truncated && !e.overTCP {
+            // RFC 7766 5: retry the same question over TCP to the same server.
+            counters.tcpFallbacks &+= 1
+            unregisterID(s)
+            removeTimeout(s)
+            pending[i].overTCP = true
+            pending[i].deadline = min(now + plan.upstreamTimeoutMs, pending[i].giveUpAt)
+            appendTimeout(s)
+            let n = buildUpstreamQuery(i, id: e.upstreamID)
+            let token = UInt64(pending[i].generation) << 32 | UInt64(UInt32(bitPattern: s))
+            io.sendTCP(server: Int(e.server), token: token, scratch, n)
+            return
+        }
+        let rcode = r.rcode | UInt16(r.extendedRCodeHigh) << 4
+        if rcode == RCode.servFail.rawValue || rcode == RCode.refused.rawValue || rcode == RCode.notImp.rawValue
+            || rcode > 15 {
+            counters.upstreamErrors &+= 1
+            return attemptFailed(s, now: now, io: &io, error: true)
+        }
+        // Canonical form for the cache and for every waiter: no OPT, ID 0.
+        var n = count
+        if r.optStart >= 0 { n = ResponseParser.removeAdditional(p, count: n, start: r.optStart, end: r.optEnd) }
+        Wire.put16(p, Header.idOffset, 0)
+        let key = CacheKey(name: pendingNames + i * 256, nameLength: Int(e.nameLength), qtype: e.qtype,
+                           qclass: e.qclass, flags: e.keyFlags)
+        if let ttl = cacheTTL(r, rcode: rcode), !r.truncated {
+            cache.insert(key, message: p, length: n, questionEnd: r.questionEnd, ttl: ttl,
+                         staleWindow: plan.groups[Int(e.group)].staleWindow, now: Forwarder.seconds(now))
+        }
+        deliver(s, message: p, length: n, questionEnd: r.questionEnd, age: 0, ttlOverride: nil, io: &io)
+        release(s)
+    }
+
+    /// How long an answer may be cached, or nil when it must not be (RFC 2308 for
+    /// negative answers: the SOA's TTL capped by its MINIMUM).
+    func cacheTTL(_ r: ResponseInfo, rcode: UInt16) -> UInt32? {
+        let policy = plan.cache
+        let negative = rcode == RCode.nxDomain.rawValue || (rcode == 0 && r.answerCount == 0)
+        if negative {
+            let t = r.negativeTTL ?? policy.negativeTTLWithoutSOA
+            if t == 0 { return nil }
+            return min(max(t, policy.minTTL), policy.maxNegativeTTL, policy.maxTTL)
+        }
+        guard rcode == 0, let ttl = r.minTTL else { return nil }
+        let t = min(max(ttl, policy.minTTL), policy.maxTTL)
+        return t == 0 ? nil : t
+    }
+
+    /// Sends the canonical answer at `message` to every client waiting on slot `s`.
+    func deliver<IO: ForwarderIO>(_ s: Int32, message: UnsafeRawPointer, length: Int, questionEnd: Int,
+                                  age: UInt32, ttlOverride: UInt32?, io: inout IO) {
+        var w = pending[Int(s)].firstWaiter
+        while w >= 0 {
+            let wt = waiters[Int(w)]
+            if message != UnsafeRawPointer(scratch) { scratch.copyMemory(from: message, byteCount: length) }
+            let n = finishAnswer(length: length, questionEnd: questionEnd, clientID: wt.id, clientFlags: wt.flags,
+                                 clientName: waiterNames + Int(w) * 256, nameLength: Int(pending[Int(s)].nameLength),
+                                 hasEDNS: wt.hasEDNS, dnssecOK: wt.dnssecOK, udpLimit: wt.udpLimit,
+                                 age: age, ttlOverride: ttlOverride)
+            io.reply(wt.client, scratch, n)
+            w = wt.next
+        }
+    }
+
+    // MARK: - Failures and time
+
+    /// Fires every attempt whose deadline has passed.
+    public func expire<IO: ForwarderIO>(now: UInt64, io: inout IO) {
+        while timeoutHead >= 0 && pending[Int(timeoutHead)].deadline <= now {
+            let s = timeoutHead
+            counters.upstreamTimeouts &+= pending[Int(s)].server >= 0 ? 1 : 0
+            attemptFailed(s, now: now, io: &io, error: false)
+        }
+    }
+
+    /// One attempt got no usable answer. Try the group's next server while time is left;
+    /// after a timeout with a stale answer available, answer the clients with it now and
+    /// keep resolving in the background.
+    func attemptFailed<IO: ForwarderIO>(_ s: Int32, now: UInt64, io: inout IO, error: Bool) {
+        let i = Int(s)
+        unregisterID(s)
+        removeTimeout(s)
+        pending[i].lastWasError = error
+        if error { pending[i].errors += 1 }
+        let g = plan.groups[Int(pending[i].group)]
+        if !error && pending[i].staleAvailable && pending[i].firstWaiter >= 0 {
+            if serveStale(s, now: now, io: &io) {
+                // The waiters are answered; the rest of the resolution refreshes the cache.
+                var w = pending[i].firstWaiter
+                while w >= 0 { let n = waiters[Int(w)].next; waiters[Int(w)].next = freeWaiters; freeWaiters = w; w = n }
+                pending[i].firstWaiter = -1
+                pending[i].waiterCount = 0
+            }
+        }
+        let everyServerErred = Int(pending[i].errors) >= g.servers.count
+        if now < pending[i].giveUpAt && !g.servers.isEmpty && !everyServerErred {
+            let pos = (Int(pending[i].serverPos) + 1) % g.servers.count
+            pending[i].serverPos = Int32(pos)
+            pending[i].server = Int32(g.servers[pos])
+            sendAttempt(s, now: now, io: &io)
+            return
+        }
+        fail(s, now: now, io: &io)
+    }
+
+    func serveStale<IO: ForwarderIO>(_ s: Int32, now: UInt64, io: inout IO) -> Bool {
+        let i = Int(s)
+        let e = pending[i]
+        guard plan.groups[Int(e.group)].staleWindow > 0 else { return false }
+        let key = CacheKey(name: pendingNames + i * 256, nameLength: Int(e.nameLength), qtype: e.qtype,
+                           qclass: e.qclass, flags: e.keyFlags)
+        let nowS = Forwarder.seconds(now)
+        let hit = cache.lookup(key, now: nowS, allowStale: true, into: scratch, capacity: Forwarder.scratchSize)
+        guard hit.status != .miss else { return false }
+        let staleTTL = plan.cache.staleTTL
+        if hit.status == .stale {
+            counters.staleServed &+= UInt64(e.waiterCount)
+            cache.extendStale(key, now: nowS, ttl: staleTTL)
+        }
+        // Deliver from a copy so `scratch` can hold each client's version.
+        let copy = scratch + Forwarder.scratchSize / 2
+        guard hit.length <= Forwarder.scratchSize / 2 else { return false }
+        copy.copyMemory(from: scratch, byteCount: hit.length)
+        deliver(s, message: copy, length: hit.length, questionEnd: hit.questionEnd,
+                age: hit.status == .stale ? 0 : hit.age, ttlOverride: hit.status == .stale ? staleTTL : nil, io: &io)
+        return true
+    }
+
+    /// Every attempt failed: stale answer if there is one, else SERVFAIL, which is also
+    /// remembered for `servfailTTL` seconds (RFC 9520) so a broken zone is not hammered by
+    /// every client's retries.
+    func fail<IO: ForwarderIO>(_ s: Int32, now: UInt64, io: inout IO) {
+        let i = Int(s)
+        let servedStale = pending[i].firstWaiter >= 0 && serveStale(s, now: now, io: &io)
+        if !servedStale && plan.cache.servfailTTL > 0 {
+            let e = pending[i]
+            let m = scratch
+            let nl = Int(e.nameLength)
+            Wire.put16(m, Header.idOffset, 0)
+            Wire.put16(m, Header.flagsOffset, Header.qr | Header.ra | Header.rd | RCode.servFail.rawValue)
+            Wire.put16(m, Header.qdcountOffset, 1)
+            Wire.put16(m, Header.ancountOffset, 0)
+            Wire.put16(m, Header.nscountOffset, 0)
+            Wire.put16(m, Header.arcountOffset, 0)
+            (m + Header.size).copyMemory(from: pendingNames + i * 256, byteCount: nl)
+            Wire.put16(m, Header.size + nl, e.qtype)
+            Wire.put16(m, Header.size + nl + 2, e.qclass)
+            let key = CacheKey(name: pendingNames + i * 256, nameLength: nl, qtype: e.qtype, qclass: e.qclass, flags: e.keyFlags)
+            cache.insert(key, message: m, length: Header.size + nl + 4, questionEnd: Header.size + nl + 4,
+                         ttl: plan.cache.servfailTTL, staleWindow: 0, now: Forwarder.seconds(now))
+        }
+        if pending[i].firstWaiter >= 0 && !servedStale {
+            var w = pending[i].firstWaiter
+            let nl = Int(pending[i].nameLength)
+            while w >= 0 {
+                let wt = waiters[Int(w)]
+                let m = scratch
+                Wire.put16(m, Header.idOffset, wt.id)
+                Wire.put16(m, Header.flagsOffset, Header.qr | Header.ra | (wt.flags & (Header.rd | Header.cd))
+                           | RCode.servFail.rawValue)
+                Wire.put16(m, Header.qdcountOffset, 1)
+                Wire.put16(m, Header.ancountOffset, 0)
+                Wire.put16(m, Header.nscountOffset, 0)
+                Wire.put16(m, Header.arcountOffset, 0)
+                (m + Header.size).copyMemory(from: waiterNames + Int(w) * 256, byteCount: nl)
+                Wire.put16(m, Header.size + nl, pending[i].qtype)
+                Wire.put16(m, Header.size + nl + 2, pending[i].qclass)
+                var n = Header.size + nl + 4
+                if wt.hasEDNS { n = ResponseWriter.appendOPT(m, at: n, udpSize: plan.maxUDPSize, dnssecOK: wt.dnssecOK) }
+                counters.servfail &+= 1
+                io.reply(wt.client, m, n)
+                w = wt.next
+            }
+        }
+        release(s)
+    }
+}

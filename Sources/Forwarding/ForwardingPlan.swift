@@ -1,0 +1,85 @@
+import DNSWire
+import NetAddress
+
+/// Which kind of zone a server group answers for. Cluster groups use their servers in
+/// order with failover (kube-dns replicas are equivalent) and serve stale answers for a
+/// long time, so a kube-dns restart stays invisible; public groups never mix with them.
+public enum ZoneKind: String, Sendable {
+    case cluster, forward, upstream
+}
+
+public struct ServerGroup: Sendable {
+    public let name: String
+    public let kind: ZoneKind
+    /// Indexes into `ForwardingPlan.servers`.
+    public let servers: [Int]
+    /// Seconds an expired answer may still be served when every server fails (RFC 8767).
+    public let staleWindow: UInt32
+
+    public init(name: String, kind: ZoneKind, servers: [Int], staleWindow: UInt32) {
+        self.name = name
+        self.kind = kind
+        self.servers = servers
+        self.staleWindow = staleWindow
+    }
+}
+
+/// How long answers live in the cache.
+public struct CachePolicy: Sendable {
+    public var minTTL: UInt32 = 0
+    public var maxTTL: UInt32 = 86_400
+    /// Negative answers without an SOA to take the TTL from; 0 means "do not cache".
+    public var negativeTTLWithoutSOA: UInt32 = 0
+    /// Upper bound for negative answers (RFC 2308 suggests hours at most).
+    public var maxNegativeTTL: UInt32 = 3_600
+    /// SERVFAIL from upstream is remembered this long (RFC 9520: at least 1 s, at most 5 min).
+    public var servfailTTL: UInt32 = 2
+    /// TTL given to stale answers and how long they are reused before the next upstream try.
+    public var staleTTL: UInt32 = 30
+    public var prefetch: Bool = true
+
+    public init() {}
+}
+
+/// Everything a worker needs to route and forward, compiled from the configuration once.
+/// Immutable and shared by all workers; a reload builds a new one and swaps it in.
+public final class ForwardingPlan: @unchecked Sendable {
+    public let servers: [Endpoint]
+    public let groups: [ServerGroup]
+    public let router: ZoneRouter
+    public let access: AccessList
+    /// Per-attempt wait before the next server is tried.
+    public let upstreamTimeoutMs: UInt64
+    /// Total time a client waits before it gets SERVFAIL (or a stale answer).
+    public let queryTimeoutMs: UInt64
+    /// Largest UDP answer sent to clients (RFC 8085/DNS flag day 2020: 1232).
+    public let maxUDPSize: UInt16
+    /// UDP size advertised to upstream servers.
+    public let upstreamUDPSize: UInt16
+    public let cache: CachePolicy
+
+    public init(servers: [Endpoint], groups: [ServerGroup], router: ZoneRouter, access: AccessList,
+                upstreamTimeoutMs: UInt64 = 1_500, queryTimeoutMs: UInt64 = 4_000,
+                maxUDPSize: UInt16 = 1232, upstreamUDPSize: UInt16 = 1232, cache: CachePolicy = CachePolicy()) {
+        self.servers = servers
+        self.groups = groups
+        self.router = router
+        self.access = access
+        self.upstreamTimeoutMs = upstreamTimeoutMs
+        self.queryTimeoutMs = max(queryTimeoutMs, upstreamTimeoutMs)
+        self.maxUDPSize = maxUDPSize
+        self.upstreamUDPSize = upstreamUDPSize
+        self.cache = cache
+    }
+
+    /// The zone table as one line per zone, for the start-up log.
+    public var zoneSummary: [String] {
+        var lines = router.zones.map { z -> String in
+            let g = groups[z.group]
+            return "\(DNSName.text(z.wire)) -> \(g.servers.map { servers[$0].description }.joined(separator: ",")) (\(g.kind.rawValue))"
+        }
+        let d = groups[router.defaultGroup]
+        lines.append(". -> \(d.servers.map { servers[$0].description }.joined(separator: ",")) (\(d.kind.rawValue))")
+        return lines
+    }
+}

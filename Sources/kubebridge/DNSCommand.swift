@@ -1,0 +1,177 @@
+import ArgumentParser
+import EventLoop
+import Forwarding
+import Glibc
+import KubebridgeConfig
+import NetAddress
+
+/// Flags of `kubebridge dns`, spelled like the `[dns]` keys. Flags override the file.
+struct DNSOptions: ParsableArguments {
+    @Option(name: .long, help: "Configuration file (TOML). Without it, the embedded defaults apply.")
+    var config: String?
+    @Option(name: .long, help: "Address to serve on, ADDR[:PORT] or [V6]:PORT (repeatable; default 127.0.0.1:5353).")
+    var listen: [String] = []
+    @Option(name: .customLong("cluster-zone"), help: "Zone answered by the cluster DNS (repeatable; default cluster.local).")
+    var clusterZone: [String] = []
+    @Option(name: .customLong("cluster-dns"), help: "kube-dns/CoreDNS server, ADDR[:PORT] (repeatable; default 10.96.0.10).")
+    var clusterDNS: [String] = []
+    @Option(name: .customLong("pod-cidr"), help: "Pod network; its reverse zones go to the cluster DNS (repeatable).")
+    var podCIDR: [String] = []
+    @Option(name: .customLong("service-cidr"), help: "Service network; its reverse zones go to the cluster DNS (repeatable).")
+    var serviceCIDR: [String] = []
+    @Option(name: .long, help: "Resolver for all other names (repeatable; default: nameservers of /etc/resolv.conf).")
+    var upstream: [String] = []
+    @Option(name: .long, help: "Extra zone with its own servers: ZONE=ADDR[:PORT][,ADDR[:PORT]...] (repeatable).")
+    var forward: [String] = []
+    @Option(name: .long, help: "Client prefix allowed to query (repeatable; default loopback and private ranges).")
+    var allow: [String] = []
+    @Option(name: .long, help: "Worker threads (default: one per core).")
+    var threads: Int?
+    @Option(name: .customLong("max-udp-size"), help: "Largest UDP answer to clients (default 1232).")
+    var maxUDPSize: Int?
+    @Option(name: .customLong("upstream-timeout"), help: "Wait per upstream attempt, e.g. 1500ms (default).")
+    var upstreamTimeout: String?
+    @Option(name: .customLong("query-timeout"), help: "Total wait before SERVFAIL, e.g. 4s (default).")
+    var queryTimeout: String?
+    @Option(name: .customLong("tcp-idle-timeout"), help: "Close idle client TCP connections after, e.g. 10s (default).")
+    var tcpIdleTimeout: String?
+    @Option(name: .customLong("max-tcp-connections"), help: "Client TCP connections per worker (default 1024).")
+    var maxTCPConnections: Int?
+    @Option(name: .customLong("cache-size"), help: "Cache memory, e.g. 64MiB (default).")
+    var cacheSize: String?
+
+    /// Builds the settings: embedded defaults, then the file, then these flags.
+    func settings() throws -> DNSSettings {
+        var s = DNSSettings()
+        if let path = config {
+            let text = try ConfigFile.read(path)
+            let (_, diags) = ConfigFile.load(text, file: path, into: &s)
+            if !diags.isEmpty { throw ConfigErrors(diagnostics: diags) }
+        }
+        var problems: [String] = []
+        func each<T>(_ flag: String, _ values: [String], _ parse: (String) throws -> T) -> [T]? {
+            if values.isEmpty { return nil }
+            var out: [T] = []
+            for v in values {
+                do { out.append(try parse(v)) } catch { problems.append("--\(flag): \(error)") }
+            }
+            return out
+        }
+        if let v = each("listen", listen, { try Endpoint(parsing: $0) }) { s.listen = v }
+        if let v = each("cluster-zone", clusterZone, { z -> String in _ = try DNSNameCheck.validate(z); return z }) { s.clusterZones = v }
+        if let v = each("cluster-dns", clusterDNS, { try Endpoint(parsing: $0) }) { s.clusterDNS = v }
+        if let v = each("pod-cidr", podCIDR, { try CIDR(parsing: $0) }) { s.podCIDRs = v }
+        if let v = each("service-cidr", serviceCIDR, { try CIDR(parsing: $0) }) { s.serviceCIDRs = v }
+        if let v = each("upstream", upstream, { try Endpoint(parsing: $0) }) { s.upstream = v }
+        if let v = each("forward", forward, { try ForwardZone(parsing: $0) }) { s.forward = v }
+        if let v = each("allow", allow, { try CIDR(parsing: $0) }) { s.allow = v }
+        if let t = threads {
+            if (0...256).contains(t) { s.threads = t } else { problems.append("--threads: \(t) is outside 0...256") }
+        }
+        if let m = maxUDPSize {
+            if (512...4096).contains(m) { s.maxUDPSize = m } else { problems.append("--max-udp-size: \(m) is outside 512...4096") }
+        }
+        func duration(_ flag: String, _ v: String?, _ set: (UInt64) -> Void) {
+            guard let v else { return }
+            do { set(try Units.duration(v)) } catch { problems.append("--\(flag): \(error)") }
+        }
+        duration("upstream-timeout", upstreamTimeout) { s.upstreamTimeoutMs = $0 }
+        duration("query-timeout", queryTimeout) { s.queryTimeoutMs = $0 }
+        duration("tcp-idle-timeout", tcpIdleTimeout) { s.tcpIdleTimeoutMs = $0 }
+        if let m = maxTCPConnections {
+            if m >= 1 { s.maxTCPConnections = m } else { problems.append("--max-tcp-connections: must be at least 1") }
+        }
+        if let c = cacheSize {
+            do { s.cacheSize = try Units.size(c) } catch { problems.append("--cache-size: \(error)") }
+        }
+        if !problems.isEmpty { throw ValidationError(problems.joined(separator: "\n")) }
+        return s
+    }
+}
+
+enum DNSNameCheck {
+    static func validate(_ zone: String) throws -> String {
+        do { _ = try ZoneText.wire(zone) } catch { throw ValidationError("\(error)") }
+        return zone
+    }
+}
+
+struct DNSCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "dns",
+        abstract: "Run the split-forwarding, caching DNS server in the foreground.")
+
+    @OptionGroup var options: DNSOptions
+
+    func run() throws {
+        let settings = try options.settings()
+        let resolv = try? ConfigFile.read(settings.resolvConf)
+        let plan: ForwardingPlan
+        do { plan = try settings.makePlan(resolvConfText: resolv, localAddresses: LocalInterfaces.addresses()) } catch {
+            throw ValidationError("\(error)")
+        }
+        var server = ServerOptions()
+        server.listen = settings.listen
+        server.threads = settings.threads > 0 ? settings.threads : max(1, Int(sysconf(Int32(_SC_NPROCESSORS_ONLN))))
+        server.tcpIdleTimeoutMs = Int(settings.tcpIdleTimeoutMs)
+        server.maxTCPConnections = settings.maxTCPConnections
+        server.socketBufferBytes = Int32(settings.socketBuffer)
+        SignalWaiter.blockSignals()
+        let dns: DNSServer
+        do {
+            dns = try DNSServer(options: server, plan: plan, cacheBytes: settings.cacheSize)
+            try dns.start()
+        } catch {
+            Log.error("cannot start: \(error)")
+            throw ExitCode(1)
+        }
+        let addrs = settings.listen.map(\.description).joined(separator: ", ")
+        Log.info("listening on \(addrs) (udp+tcp), \(server.threads) worker(s), cache \(settings.cacheSize >> 20) MiB; zones: "
+                 + plan.zoneSummary.joined(separator: "; "))
+        while true {
+            switch SignalWaiter.wait() {
+            case .terminate:
+                Log.info("stopping")
+                dns.stop()
+                let c = dns.counters
+                Log.info("served \(c.queriesUDP) udp and \(c.queriesTCP) tcp queries, \(c.cacheHits) from cache")
+                return
+            case .reload:
+                Log.info("SIGHUP: configuration reload is not supported by this version; restart to apply changes")
+            }
+        }
+    }
+}
+
+struct CheckCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "check",
+        abstract: "Validate a configuration file without starting; prints every problem as file:line: message.")
+
+    @Option(name: .long, help: "Configuration file to check.")
+    var config: String
+
+    func run() throws {
+        let text: String
+        do { text = try ConfigFile.read(config) } catch {
+            print("\(error)")
+            throw ExitCode(1)
+        }
+        var s = DNSSettings()
+        let (_, diags) = ConfigFile.load(text, file: config, into: &s)
+        if !diags.isEmpty {
+            for d in diags { print(d) }
+            throw ExitCode(1)
+        }
+        do { _ = try s.makePlan(resolvConfText: try? ConfigFile.read(s.resolvConf), localAddresses: LocalInterfaces.addresses()) } catch {
+            print("\(config): \(error)")
+            throw ExitCode(1)
+        }
+        print("\(config): ok")
+    }
+}
+
+enum Log {
+    static func info(_ s: String) { fputs("kubebridge: \(s)\n", stderr) }
+    static func error(_ s: String) { fputs("kubebridge: error: \(s)\n", stderr) }
+}

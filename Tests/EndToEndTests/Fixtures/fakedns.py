@@ -1,0 +1,201 @@
+#!/usr/bin/env python3
+"""A tiny scripted DNS upstream for kubebridge's end-to-end tests (stdlib only).
+
+Listens on UDP and TCP on the same address and port, answers every query according
+to --mode, and after each query rewrites --state (JSON, written atomically):
+  {"port": P, "udp": N, "tcp": M, "queries": [{"transport", "id", "sport", "qname", "qtype"}]}
+
+Modes:
+  ok             A 192.0.2.<n> (n = queries seen so far), TTL 300
+  ad             as ok, with the AD and CD bits set in the reply
+  silent         count, never answer
+  servfail       SERVFAIL
+  wrong-id       answer A 6.6.6.6 with a different message ID
+  wrong-port     answer A 6.6.6.6 from a different UDP source port (TCP: no answer)
+  wrong-question answer A 6.6.6.6 for spoofed.invalid. instead of the asked question
+  tc             UDP: TC=1 and no records; TCP: the full ok answer
+--then-ok makes the wrong-* modes also send the genuine ok answer 50 ms after the spoof.
+The process exits when its parent dies, so a crashed test run leaves nothing behind.
+"""
+import argparse, json, os, socket, struct, sys, threading, time
+
+p = argparse.ArgumentParser()
+p.add_argument("--mode", required=True,
+               choices=["ok", "ad", "silent", "servfail", "wrong-id", "wrong-port", "wrong-question", "tc"])
+p.add_argument("--listen", default="127.0.0.1")
+p.add_argument("--port", type=int, default=0)
+p.add_argument("--state", required=True)
+p.add_argument("--then-ok", action="store_true")
+args = p.parse_args()
+
+lock = threading.Lock()
+state = {"port": 0, "udp": 0, "tcp": 0, "queries": []}
+SPOOF = bytes([6, 6, 6, 6])
+
+
+def save():
+    tmp = args.state + ".tmp"
+    with open(tmp, "w") as f:
+        json.dump(state, f)
+    os.replace(tmp, args.state)
+
+
+def parse_question(msg):
+    """Returns (question bytes as sent, lower-case name, qtype, end offset, has OPT) or None."""
+    if len(msg) < 12:
+        return None
+    i, labels = 12, []
+    while True:
+        if i >= len(msg):
+            return None
+        n = msg[i]
+        if n == 0:
+            i += 1
+            break
+        if n & 0xC0 or i + 1 + n > len(msg):
+            return None
+        labels.append(msg[i + 1:i + 1 + n].decode("latin-1").lower())
+        i += 1 + n
+    if i + 4 > len(msg):
+        return None
+    qtype = struct.unpack("!H", msg[i:i + 2])[0]
+    arcount = struct.unpack("!H", msg[10:12])[0]
+    return msg[12:i + 4], ".".join(labels) + ".", qtype, i + 4, arcount > 0
+
+
+def encode_name(name):
+    out = b""
+    for label in name.strip(".").split("."):
+        out += bytes([len(label)]) + label.encode()
+    return out + b"\0"
+
+
+def reply(qid, query_flags, question, qtype, rcode=0, answer_ip=None, tc=False, ad=False, opt=False, n=0):
+    rd = query_flags & 0x0100
+    flags = 0x8000 | rd | 0x0080 | rcode  # QR, RD echoed, RA
+    if tc:
+        flags |= 0x0200
+    if ad:
+        flags |= 0x0020 | 0x0010
+    answers = b""
+    ancount = 0
+    if answer_ip is not None and qtype == 1 and not tc:
+        answers = b"\xc0\x0c" + struct.pack("!HHIH", 1, 1, 300, 4) + answer_ip
+        ancount = 1
+    additional = b"\x00" + struct.pack("!HHIH", 41, 1232, 0, 0) if opt else b""
+    header = struct.pack("!HHHHHH", qid, flags, 1, ancount, 0, 1 if opt else 0)
+    return header + question + answers + additional
+
+
+def handle(msg, transport, sport):
+    """Returns the list of (delay seconds, bytes, use spoof socket) to send back."""
+    q = parse_question(msg)
+    if q is None or msg[2] & 0x80:
+        return []
+    question, qname, qtype, _, opt = q
+    qid, qflags = struct.unpack("!HH", msg[:4])
+    with lock:
+        state[transport] += 1
+        state["queries"].append({"transport": transport, "id": qid, "sport": sport, "qname": qname, "qtype": qtype})
+        n = state["udp"] + state["tcp"]
+        save()
+    good_ip = bytes([192, 0, 2, (n - 1) % 254 + 1])
+    ok = reply(qid, qflags, question, qtype, answer_ip=good_ip, opt=opt)
+    mode = args.mode
+    if mode == "ok":
+        return [(0, ok, False)]
+    if mode == "ad":
+        return [(0, reply(qid, qflags, question, qtype, answer_ip=good_ip, ad=True, opt=opt), False)]
+    if mode == "silent":
+        return []
+    if mode == "servfail":
+        return [(0, reply(qid, qflags, question, qtype, rcode=2, opt=opt), False)]
+    if mode == "tc":
+        if transport == "udp":
+            return [(0, reply(qid, qflags, question, qtype, tc=True, opt=opt), False)]
+        return [(0, ok, False)]
+    if mode == "wrong-id":
+        spoof = reply(qid ^ 0x5A5A, qflags, question, qtype, answer_ip=SPOOF, opt=opt)
+        sends = [(0, spoof, False)]
+    elif mode == "wrong-port":
+        if transport == "tcp":
+            return []
+        sends = [(0, reply(qid, qflags, question, qtype, answer_ip=SPOOF, opt=opt), True)]
+    else:  # wrong-question
+        other = encode_name("spoofed.invalid.") + question[-4:]
+        sends = [(0, reply(qid, qflags, other, qtype, answer_ip=SPOOF, opt=opt), False)]
+    if args.then_ok:
+        sends.append((0.05, ok, False))
+    return sends
+
+
+def bind_pair(host, port):
+    fam = socket.AF_INET6 if ":" in host else socket.AF_INET
+    for _ in range(50):
+        u = socket.socket(fam, socket.SOCK_DGRAM)
+        u.bind((host, port))
+        t = socket.socket(fam, socket.SOCK_STREAM)
+        t.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            t.bind((host, u.getsockname()[1]))
+        except OSError:
+            u.close(); t.close()
+            if port:
+                raise
+            continue
+        t.listen(16)
+        return u, t, fam
+    raise SystemExit("fakedns: no free port")
+
+
+udp, tcp, family = bind_pair(args.listen, args.port)
+spoof_sock = socket.socket(family, socket.SOCK_DGRAM)
+spoof_sock.bind((args.listen, 0))
+state["port"] = udp.getsockname()[1]
+save()
+
+
+def udp_loop():
+    while True:
+        msg, peer = udp.recvfrom(65535)
+        for delay, data, use_spoof in handle(msg, "udp", peer[1]):
+            time.sleep(delay)
+            (spoof_sock if use_spoof else udp).sendto(data, peer)
+
+
+def recv_exact(conn, n):
+    buf = b""
+    while len(buf) < n:
+        chunk = conn.recv(n - len(buf))
+        if not chunk:
+            return None
+        buf += chunk
+    return buf
+
+
+def tcp_conn(conn, peer):
+    with conn:
+        while True:
+            head = recv_exact(conn, 2)
+            if head is None:
+                return
+            msg = recv_exact(conn, struct.unpack("!H", head)[0])
+            if msg is None:
+                return
+            for delay, data, _ in handle(msg, "tcp", peer[1]):
+                time.sleep(delay)
+                conn.sendall(struct.pack("!H", len(data)) + data)
+
+
+def tcp_loop():
+    while True:
+        conn, peer = tcp.accept()
+        threading.Thread(target=tcp_conn, args=(conn, peer), daemon=True).start()
+
+
+parent = os.getppid()
+threading.Thread(target=udp_loop, daemon=True).start()
+threading.Thread(target=tcp_loop, daemon=True).start()
+print(f"fakedns {args.mode} ready on {args.listen} port {state['port']}", flush=True)
+while os.getppid() == parent:
+    time.sleep(0.2)

@@ -1,0 +1,365 @@
+import XCTest
+import DNSWire
+import NetAddress
+import PacketCache
+@testable import Forwarding
+
+/// Records what the forwarder asked the event loop to do.
+struct RecordingIO: ForwarderIO {
+    struct Sent { let socket: Int; let server: Int; let bytes: [UInt8] }
+    var replies: [(ClientHandle, [UInt8])] = []
+    var udp: [Sent] = []
+    var tcp: [(server: Int, token: UInt64, bytes: [UInt8])] = []
+
+    mutating func reply(_ client: ClientHandle, _ bytes: UnsafeRawPointer, _ count: Int) {
+        replies.append((client, Array(UnsafeRawBufferPointer(start: bytes, count: count))))
+    }
+    mutating func sendUDP(socket: Int, server: Int, _ bytes: UnsafeRawPointer, _ count: Int) {
+        udp.append(Sent(socket: socket, server: server, bytes: Array(UnsafeRawBufferPointer(start: bytes, count: count))))
+    }
+    mutating func sendTCP(server: Int, token: UInt64, _ bytes: UnsafeRawPointer, _ count: Int) {
+        tcp.append((server, token, Array(UnsafeRawBufferPointer(start: bytes, count: count))))
+    }
+}
+
+func wire(_ s: String) -> [UInt8] { try! DNSName.wire(fromText: s) }
+
+/// Wire form keeping the letters' case, as a client's query carries it.
+func casedWire(_ s: String) -> [UInt8] {
+    var out: [UInt8] = []
+    for label in s.split(separator: ".") { out.append(UInt8(label.utf8.count)); out += Array(label.utf8) }
+    return out + [0]
+}
+
+func buildMessage(id: UInt16, flags: UInt16, _ body: (inout MessageBuilder) -> Void) -> [UInt8] {
+    var storage = [UInt8](repeating: 0, count: 8192)
+    return storage.withUnsafeMutableBytes { raw -> [UInt8] in
+        var b = MessageBuilder(buffer: raw.baseAddress!, capacity: raw.count, id: id, flags: flags)
+        body(&b)
+        return b.bytes
+    }
+}
+
+func query(_ name: String, type: UInt16 = RRType.a, id: UInt16, flags: UInt16 = Header.rd, edns: UInt16? = nil) -> [UInt8] {
+    buildMessage(id: id, flags: flags) { b in
+        b.question(casedWire(name), type: type)
+        if let e = edns { b.opt(udpSize: e, dnssecOK: false) }
+    }
+}
+
+/// Scripted scenarios against the I/O-free forwarder, with a fake clock: the same way
+/// Unbound's replay tests drive its iterator.
+final class ForwarderReplayTests: XCTestCase {
+    let cluster = Endpoint(address: IPAddress("127.0.0.10")!, port: 53)
+    let cluster2 = Endpoint(address: IPAddress("127.0.0.11")!, port: 53)
+    let upstream = Endpoint(address: IPAddress("127.0.0.20")!, port: 5300)
+    let client = IPAddress("192.168.1.50")!
+    var io = RecordingIO()
+    var now: UInt64 = 1_000_000
+
+    func makeForwarder(clusterServers: [Endpoint]? = nil, allow: [String]? = nil, staleWindow: UInt32 = 86_400) throws -> Forwarder {
+        let cs = clusterServers ?? [cluster]
+        var servers = [upstream]
+        servers += cs
+        var router = ZoneRouter(defaultGroup: 0)
+        try router.add(zone: wire("cluster.local"), group: 1)
+        try router.add(zone: wire("20.172.in-addr.arpa"), group: 1)
+        let groups = [
+            ServerGroup(name: "upstream", kind: .upstream, servers: [0], staleWindow: 0),
+            ServerGroup(name: "cluster", kind: .cluster, servers: Array(1...cs.count), staleWindow: staleWindow),
+        ]
+        let access = allow.map { AccessList($0.map { try! CIDR(parsing: $0) }) } ?? AccessList.standard
+        let plan = ForwardingPlan(servers: servers, groups: groups, router: router, access: access,
+                                  upstreamTimeoutMs: 1000, queryTimeoutMs: 3000)
+        return Forwarder(plan: plan, cache: PacketCache(capacityBytes: 1 << 20, shardCount: 2),
+                         random: FastRandom(seed: 7), maxPending: 64, maxWaiters: 256, upstreamSockets: 4)
+    }
+
+    func handle(_ f: Forwarder, _ q: [UInt8], slot: UInt32 = 0, transport: Transport = .udp, from: IPAddress? = nil) {
+        var m = q
+        var c = ClientHandle()
+        c.transport = transport
+        c.slot = slot
+        m.withUnsafeMutableBytes { f.handleQuery($0.baseAddress!, count: $0.count, client: c, source: from ?? client, now: now, io: &io) }
+    }
+
+    /// Answers the upstream query `sent` with records built by `body`, from `source`.
+    func respond(_ f: Forwarder, to sent: RecordingIO.Sent, from source: Endpoint? = nil, rcode: UInt16 = 0,
+                 flags extra: UInt16 = 0, id: UInt16? = nil, name: String? = nil,
+                 _ body: (inout MessageBuilder, [UInt8]) -> Void = { _, _ in }) {
+        let info = sent.bytes.withUnsafeBytes { QueryParser.parse($0.baseAddress!, count: $0.count) }
+        let qname = name.map(wire) ?? Array(sent.bytes[12..<(12 + info.nameLength)])
+        var r = buildMessage(id: id ?? info.id, flags: Header.qr | Header.rd | Header.ra | rcode | extra) { b in
+            b.question(qname, type: info.qtype)
+            body(&b, qname)
+            b.opt(udpSize: 1232, dnssecOK: false)
+        }
+        let src = source ?? f.plan.servers[sent.server]
+        r.withUnsafeMutableBytes {
+            f.handleUDPResponse($0.baseAddress!, count: $0.count, socket: sent.socket, source: src.address, port: src.port, now: now, io: &io)
+        }
+    }
+
+    func parse(_ m: [UInt8]) -> ResponseInfo { m.withUnsafeBytes { ResponseParser.parse($0.baseAddress!, count: $0.count) } }
+
+    func testMissForwardsToZoneServerThenHitsCache() throws {
+        let f = try makeForwarder()
+        handle(f, query("Web.Prod.svc.Cluster.Local", id: 0x1111))
+        XCTAssertEqual(io.udp.count, 1)
+        XCTAssertEqual(f.plan.servers[io.udp[0].server], cluster)
+        let up = parse(io.udp[0].bytes)
+        XCTAssertNotEqual(up.id, 0x1111, "upstream ID is fresh and random")
+        respond(f, to: io.udp[0]) { b, n in b.record(.answer, owner: n, type: 1, ttl: 30, rdata: [172, 21, 0, 10]) }
+        XCTAssertEqual(io.replies.count, 1)
+        let a = io.replies[0].1
+        XCTAssertEqual(Wire.u16(a.withUnsafeBytes { $0.baseAddress! }, 0), 0x1111)
+        XCTAssertEqual(Array(a[12..<40]), casedWire("Web.Prod.svc.Cluster.Local"), "client's spelling restored")
+        XCTAssertEqual(Array(io.udp[0].bytes[12..<40]), wire("web.prod.svc.cluster.local"), "upstream gets one spelling")
+        XCTAssertEqual(parse(a).optStart, -1, "no OPT for a client that sent none")
+        now += 10_000
+        handle(f, query("web.prod.svc.cluster.local", id: 0x2222))
+        XCTAssertEqual(io.udp.count, 1, "second query answered from cache")
+        XCTAssertEqual(io.replies.count, 2)
+        XCTAssertEqual(parse(io.replies[1].1).minTTL, 20, "TTL aged by 10 s")
+        XCTAssertEqual(f.counters.cacheHits, 1)
+    }
+
+    func testPublicNamesGoUpstreamAndReverseZonesToCluster() throws {
+        let f = try makeForwarder()
+        handle(f, query("www.example.test", id: 1))
+        handle(f, query("5.3.20.172.in-addr.arpa", type: RRType.ptr, id: 2))
+        handle(f, query("notcluster.local", id: 3))
+        XCTAssertEqual(io.udp.map { f.plan.servers[$0.server] }, [upstream, cluster, upstream])
+    }
+
+    func testIdenticalMissesCoalesce() throws {
+        let f = try makeForwarder()
+        for i in 0..<100 { handle(f, query(i % 2 == 0 ? "svc.cluster.local" : "SVC.cluster.local", id: UInt16(100 + i))) }
+        XCTAssertEqual(io.udp.count, 1)
+        XCTAssertEqual(f.counters.coalesced, 99)
+        respond(f, to: io.udp[0]) { b, n in b.record(.answer, owner: n, type: 1, ttl: 30, rdata: [1, 2, 3, 4]) }
+        XCTAssertEqual(io.replies.count, 100)
+        let ids = Set(io.replies.map { Wire.u16($0.1.withUnsafeBytes { $0.baseAddress! }, 0) })
+        XCTAssertEqual(ids, Set((0..<100).map { UInt16(100 + $0) }))
+        for (_, r) in io.replies {
+            let id = Wire.u16(r.withUnsafeBytes { $0.baseAddress! }, 0)
+            XCTAssertEqual(r[13], id % 2 == 0 ? UInt8(ascii: "s") : UInt8(ascii: "S"), "each waiter gets its own spelling")
+        }
+    }
+
+    func testSpoofedRepliesAreIgnored() throws {
+        let f = try makeForwarder()
+        handle(f, query("www.example.test", id: 9))
+        let sent = io.udp[0]
+        respond(f, to: sent, from: Endpoint(address: upstream.address, port: 5301)) { b, n in b.record(.answer, owner: n, type: 1, ttl: 60, rdata: [6, 6, 6, 6]) }
+        respond(f, to: sent, from: Endpoint(address: IPAddress("127.0.0.99")!, port: 5300)) { b, n in b.record(.answer, owner: n, type: 1, ttl: 60, rdata: [6, 6, 6, 6]) }
+        respond(f, to: sent, id: parse(sent.bytes).id &+ 1) { b, n in b.record(.answer, owner: n, type: 1, ttl: 60, rdata: [6, 6, 6, 6]) }
+        respond(f, to: sent, name: "evil.example.test") { b, n in b.record(.answer, owner: n, type: 1, ttl: 60, rdata: [6, 6, 6, 6]) }
+        XCTAssertEqual(io.replies.count, 0)
+        XCTAssertEqual(f.counters.mismatched, 4)
+        respond(f, to: sent) { b, n in b.record(.answer, owner: n, type: 1, ttl: 60, rdata: [192, 0, 2, 7]) }
+        XCTAssertEqual(io.replies.count, 1)
+        XCTAssertEqual(Array(io.replies[0].1.suffix(4)), [192, 0, 2, 7])
+    }
+
+    func testTimeoutFailsOverThenSERVFAILWithinBudget() throws {
+        let f = try makeForwarder(clusterServers: [cluster, cluster2])
+        handle(f, query("a.cluster.local", id: 5))
+        XCTAssertEqual(f.plan.servers[io.udp[0].server], cluster)
+        now += 999
+        f.expire(now: now, io: &io)
+        XCTAssertEqual(io.udp.count, 1)
+        now += 1
+        f.expire(now: now, io: &io)
+        XCTAssertEqual(io.udp.count, 2)
+        XCTAssertEqual(f.plan.servers[io.udp[1].server], cluster2, "next server after a timeout")
+        now += 1000; f.expire(now: now, io: &io)
+        XCTAssertEqual(io.udp.count, 3)
+        XCTAssertEqual(io.replies.count, 0)
+        now += 1000; f.expire(now: now, io: &io)
+        XCTAssertEqual(io.replies.count, 1, "SERVFAIL once the 3 s budget is spent")
+        XCTAssertEqual(parse(io.replies[0].1).rcode, RCode.servFail.rawValue)
+        XCTAssertEqual(f.inFlight, 0)
+    }
+
+    func testFailureIsRememberedBriefly() throws {
+        let f = try makeForwarder()
+        handle(f, query("broken.example.test", id: 1))
+        respond(f, to: io.udp[0], rcode: RCode.servFail.rawValue)
+        XCTAssertEqual(parse(io.replies[0].1).rcode, RCode.servFail.rawValue)
+        now += 1000
+        handle(f, query("broken.example.test", id: 2))
+        XCTAssertEqual(io.udp.count, 1, "SERVFAIL cached for cache-servfail-ttl (2 s)")
+        XCTAssertEqual(parse(io.replies[1].1).rcode, RCode.servFail.rawValue)
+        XCTAssertEqual(Wire.u16(io.replies[1].1.withUnsafeBytes { $0.baseAddress! }, 0), 2)
+        now += 1500
+        handle(f, query("broken.example.test", id: 3))
+        XCTAssertEqual(io.udp.count, 2, "tried again after it expired")
+    }
+
+    func testServfailFromOneServerTriesTheNext() throws {
+        let f = try makeForwarder(clusterServers: [cluster, cluster2])
+        handle(f, query("b.cluster.local", id: 5))
+        respond(f, to: io.udp[0], rcode: RCode.servFail.rawValue)
+        XCTAssertEqual(io.udp.count, 2)
+        XCTAssertEqual(f.plan.servers[io.udp[1].server], cluster2)
+        respond(f, to: io.udp[1], rcode: RCode.servFail.rawValue)
+        XCTAssertEqual(io.replies.count, 1, "every server failed: answer now, no waiting")
+        XCTAssertEqual(parse(io.replies[0].1).rcode, RCode.servFail.rawValue)
+    }
+
+    func testTruncatedUpstreamAnswerIsRetriedOverTCP() throws {
+        let f = try makeForwarder()
+        handle(f, query("big.example.test", type: RRType.txt, id: 77, edns: 4096))
+        respond(f, to: io.udp[0], flags: Header.tc)
+        XCTAssertEqual(io.tcp.count, 1)
+        XCTAssertEqual(io.replies.count, 0)
+        let up = parse(io.tcp[0].bytes)
+        var r = buildMessage(id: up.id, flags: Header.qr | Header.rd | Header.ra) { b in
+            b.question(wire("big.example.test"), type: RRType.txt)
+            for _ in 0..<4 { b.record(.answer, owner: wire("big.example.test"), type: RRType.txt, ttl: 60, rdata: [200] + Array(repeating: 0x61, count: 200)) }
+        }
+        r.withUnsafeMutableBytes { f.handleTCPResponse(token: io.tcp[0].token, $0.baseAddress!, count: $0.count, now: now, io: &io) }
+        XCTAssertEqual(io.replies.count, 1)
+        let a = parse(io.replies[0].1)
+        XCTAssertEqual(a.answerCount, 4)
+        XCTAssertFalse(a.truncated)
+        XCTAssertGreaterThan(io.replies[0].1.count, 512, "an EDNS client gets more than 512 bytes over UDP")
+    }
+
+    func testClientGetsTCWhenAnswerExceedsItsUDPSize() throws {
+        let f = try makeForwarder()
+        handle(f, query("big.example.test", type: RRType.txt, id: 78))
+        respond(f, to: io.udp[0]) { b, n in
+            for _ in 0..<4 { b.record(.answer, owner: n, type: RRType.txt, ttl: 60, rdata: [200] + Array(repeating: 0x61, count: 200)) }
+        }
+        let a = parse(io.replies[0].1)
+        XCTAssertTrue(a.truncated)
+        XCTAssertEqual(a.answerCount, 0)
+        XCTAssertLessThanOrEqual(io.replies[0].1.count, 512)
+        // The same name over TCP gets everything, from the cache.
+        handle(f, query("big.example.test", type: RRType.txt, id: 79), transport: .tcp)
+        XCTAssertEqual(parse(io.replies[1].1).answerCount, 4)
+        XCTAssertEqual(io.udp.count, 1)
+    }
+
+    func testServeStaleWhenClusterDNSIsDown() throws {
+        let f = try makeForwarder()
+        handle(f, query("web.prod.svc.cluster.local", id: 1))
+        respond(f, to: io.udp[0]) { b, n in b.record(.answer, owner: n, type: 1, ttl: 30, rdata: [172, 21, 0, 10]) }
+        now += 60_000   // expired
+        handle(f, query("web.prod.svc.cluster.local", id: 2))
+        XCTAssertEqual(io.udp.count, 2, "expired: ask again")
+        now += 1000; f.expire(now: now, io: &io)
+        XCTAssertEqual(io.replies.count, 2, "stale answer after the first timeout")
+        let stale = parse(io.replies[1].1)
+        XCTAssertEqual(stale.rcode, 0)
+        XCTAssertEqual(stale.minTTL, 30)
+        XCTAssertEqual(Array(io.replies[1].1.suffix(4)), [172, 21, 0, 10])
+        XCTAssertEqual(f.counters.staleServed, 1)
+        // Within the recheck period the stale answer is served without asking upstream.
+        handle(f, query("web.prod.svc.cluster.local", id: 3))
+        XCTAssertEqual(io.replies.count, 3)
+        // The background resolution is still trying; finish it with a fresh answer.
+        let pendingSends = io.udp.count
+        XCTAssertGreaterThan(pendingSends, 2)
+        respond(f, to: io.udp[pendingSends - 1]) { b, n in b.record(.answer, owner: n, type: 1, ttl: 30, rdata: [172, 21, 0, 11]) }
+        handle(f, query("web.prod.svc.cluster.local", id: 4))
+        XCTAssertEqual(Array(io.replies.last!.1.suffix(4)), [172, 21, 0, 11], "refreshed in the background")
+    }
+
+    func testNoStaleForPublicZonesByDefault() throws {
+        let f = try makeForwarder()
+        handle(f, query("www.example.test", id: 1))
+        respond(f, to: io.udp[0]) { b, n in b.record(.answer, owner: n, type: 1, ttl: 30, rdata: [192, 0, 2, 1]) }
+        now += 60_000
+        handle(f, query("www.example.test", id: 2))
+        for _ in 0..<4 { now += 1000; f.expire(now: now, io: &io) }
+        XCTAssertEqual(parse(io.replies.last!.1).rcode, RCode.servFail.rawValue)
+    }
+
+    func testNegativeAnswerCachedForSOAMinimum() throws {
+        let f = try makeForwarder()
+        handle(f, query("nope.example.test", id: 1))
+        respond(f, to: io.udp[0], rcode: RCode.nxDomain.rawValue) { b, _ in
+            b.record(.authority, owner: wire("example.test"), type: RRType.soa, ttl: 3600,
+                     rdata: [0, 0] + [0, 0, 0, 1, 0, 0, 0, 1, 0, 0, 0, 1, 0, 0, 0, 1, 0, 0, 0, 120])
+        }
+        XCTAssertEqual(parse(io.replies[0].1).rcode, RCode.nxDomain.rawValue)
+        XCTAssertEqual(f.cache.statistics.entries, 1)
+        now += 100_000   // before the prefetch window (last 12 s)
+        handle(f, query("nope.example.test", id: 2))
+        XCTAssertEqual(io.udp.count, 1)
+        XCTAssertEqual(parse(io.replies[1].1).rcode, RCode.nxDomain.rawValue)
+        now += 21_000
+        handle(f, query("nope.example.test", id: 3))
+        XCTAssertEqual(io.udp.count, 2, "expired after the SOA minimum")
+    }
+
+    func testNegativeAnswerWithoutSOANotCached() throws {
+        let f = try makeForwarder()
+        handle(f, query("nosoa.example.test", id: 1))
+        respond(f, to: io.udp[0], rcode: RCode.nxDomain.rawValue)
+        handle(f, query("nosoa.example.test", id: 2))
+        XCTAssertEqual(io.udp.count, 2)
+    }
+
+    func testADAndCDClearedForPlainClients() throws {
+        let f = try makeForwarder()
+        handle(f, query("secure.example.test", id: 1))
+        respond(f, to: io.udp[0], flags: Header.ad | Header.cd | Header.aa) { b, n in b.record(.answer, owner: n, type: 1, ttl: 60, rdata: [1, 1, 1, 1]) }
+        let flags = parse(io.replies[0].1).flags
+        XCTAssertEqual(flags & (Header.ad | Header.cd | Header.z), 0)
+        XCTAssertNotEqual(flags & Header.ra, 0)
+        // A client that sets AD keeps AD.
+        handle(f, query("secure.example.test", id: 2, flags: Header.rd | Header.ad))
+        XCTAssertNotEqual(parse(io.replies[1].1).flags & Header.ad, 0)
+    }
+
+    func testAccessListRefuses() throws {
+        let f = try makeForwarder(allow: ["10.0.0.0/8"])
+        handle(f, query("www.example.test", id: 1))
+        XCTAssertEqual(parse(io.replies[0].1).rcode, RCode.refused.rawValue)
+        XCTAssertEqual(io.udp.count, 0)
+        handle(f, query("www.example.test", id: 2), from: IPAddress("10.9.8.7")!)
+        XCTAssertEqual(io.udp.count, 1)
+    }
+
+    func testBadQueriesAnsweredOrDropped() throws {
+        let f = try makeForwarder()
+        handle(f, [1, 2, 3])
+        XCTAssertEqual(io.replies.count, 0)
+        handle(f, query("a.test", id: 3, flags: Header.qr))
+        XCTAssertEqual(io.replies.count, 0, "responses are never answered")
+        handle(f, query("a.test", id: 4, flags: 0x2800))
+        XCTAssertEqual(parse(io.replies[0].1).rcode, RCode.notImp.rawValue)
+        var two = query("a.test", id: 5)
+        two[5] = 2
+        handle(f, two)
+        XCTAssertEqual(parse(io.replies[1].1).rcode & 0xf, RCode.formErr.rawValue)
+    }
+
+    func testPendingTableFullGivesSERVFAILNotCrash() throws {
+        let f = try makeForwarder()
+        for i in 0..<70 { handle(f, query("n\(i).example.test", id: UInt16(i))) }
+        XCTAssertEqual(io.udp.count, 64)
+        XCTAssertEqual(io.replies.count, 6)
+        XCTAssertTrue(io.replies.allSatisfy { parse($0.1).rcode == RCode.servFail.rawValue })
+        now += 5000; f.expire(now: now, io: &io)
+        XCTAssertEqual(f.inFlight, 0)
+        handle(f, query("again.example.test", id: 99))
+        XCTAssertEqual(io.udp.count, 65, "slots are reusable after expiry")
+    }
+
+    func testPrefetchRefreshesHotEntryOnce() throws {
+        let f = try makeForwarder()
+        handle(f, query("hot.example.test", id: 1))
+        respond(f, to: io.udp[0]) { b, n in b.record(.answer, owner: n, type: 1, ttl: 100, rdata: [1, 1, 1, 1]) }
+        now += 95_000
+        handle(f, query("hot.example.test", id: 2))
+        handle(f, query("hot.example.test", id: 3))
+        XCTAssertEqual(io.replies.count, 3, "both answered from cache")
+        XCTAssertEqual(io.udp.count, 2, "one background refresh")
+        XCTAssertEqual(f.counters.prefetches, 1)
+    }
+}
