@@ -49,9 +49,17 @@ def stat(server, wl, key):
     """(median, min, max) of a per-run value, or None."""
     vals = []
     for r in runs(server, wl):
+        a, c, w = num(r["answered"]), num(r["cpu_s"]), num(r.get("wall_s"))
         if key == "cpu_us":  # CPU microseconds per answered query
-            a, c = num(r["answered"]), num(r["cpu_s"])
             v = c * 1e6 / a if a and c is not None else None
+        elif key == "server_pct":  # the server's CPU use during the run, % of one core
+            v = 100 * c / w if w and c is not None else None
+        elif key == "other_pct":  # server CPU busy with anything but the server (others' jobs, softirq)
+            b = num(r.get("scpu_busy_s"))
+            v = max(0.0, 100 * (b - c) / w) if w and b is not None and c is not None else None
+        elif key == "client_pct":  # client CPU (load generator + Knot + anything else) busy
+            b = num(r.get("ccpu_busy_s"))
+            v = 100 * b / w if w and b is not None else None
         else:
             v = num(r[key])
         if v is not None:
@@ -79,6 +87,10 @@ def frange(s, scale=1000, suffix="k", digits=1):
 
 def fcpu(s):
     return "–" if s is None else f"{s[0]:.2f}"
+
+
+def pct(s):
+    return "–" if s is None else f"{s[0]:.0f}"
 
 
 def ratio(a, b):
@@ -143,14 +155,16 @@ for wl, title, with_floor in details:
     p("")
     p(f"## {title}")
     p("")
-    p("| server | qps (median) | min–max | µs CPU/query | × floor | × dnsdist | lost (all reps) |")
-    p("|---|---|---|---|---|---|---|")
+    p("| server | qps (median) | min–max | µs CPU/query | × floor | × dnsdist | lost (all reps) "
+      "| server CPU % | CPU 0 other % | CPU 1 busy % |")
+    p("|---|---|---|---|---|---|---|---|---|---|")
     for s in servers:
         q = stat(s, wl, "qps")
         if q is None:
             continue
         p(f"| {s} | {fq(q)} | {frange(q)} | {fcpu(stat(s, wl, 'cpu_us'))} | "
-          f"{ratio(q, floor_hit) if with_floor else '–'} | {ratio(q, dd[wl])} | {total(s, wl, 'lost')} |")
+          f"{ratio(q, floor_hit) if with_floor else '–'} | {ratio(q, dd[wl])} | {total(s, wl, 'lost')} "
+          f"| {pct(stat(s, wl, 'server_pct'))} | {pct(stat(s, wl, 'other_pct'))} | {pct(stat(s, wl, 'client_pct'))} |")
 
 p("")
 p("## Latency of cache hits at a fixed offered load (blast, paced)")
@@ -177,6 +191,20 @@ if mem:
         note = " (cache preallocated, 10000 entries max)" if m["server"] == "dnsmasq" else ""
         p(f"| {m['server']} | {mb('rss_start_kb')} | {mb('rss_before_kb')} | {mb('rss_after_kb')} | "
           f"{m['answered']}/{m['names']} | {'–' if bpe is None else f'{bpe:.0f}'}{note} |")
+
+p("")
+p("Detail-table columns: *server CPU %* = the server's CPU time over the run's wall time (near 100 = the "
+  "server was the limit; well below = the client side or a neighbour was); *CPU 0 other %* = time CPU 0 "
+  "spent on anything but the server (other users' jobs, interrupts); *CPU 1 busy %* = the client CPU "
+  "(load generator, Knot, others). Medians over the reps.")
+
+problems = text("problems.txt")
+p("")
+p("## Problems seen during the run")
+p("")
+p("```")
+p(problems if problems else "none (no lost queries, no server exited)")
+p("```")
 
 if health:
     p("")

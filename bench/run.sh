@@ -116,8 +116,10 @@ rm -rf "$LOGS" "$DATA" "$RUN"
 mkdir -p "$LOGS" "$DATA" "$RUN/knot/db" "$RUN/knot/zones" "$RUN/knot/run" "$RUN/unbound"
 
 log "building floor and blast"
-gcc -O2 -Wall -o "$OUT/floor" "$HERE/floor.c"
-gcc -O2 -Wall -o "$OUT/blast" "$HERE/blast.c"
+FLOOR=$OUT/kbbench-floor   # distinctive names: a neighbour's `pkill floor` must not hit ours
+BLAST=$OUT/kbbench-blast
+gcc -O2 -Wall -o "$FLOOR" "$HERE/floor.c"
+gcc -O2 -Wall -o "$BLAST" "$HERE/blast.c"
 
 # ---------------------------------------------------------------- 2. kubebridge
 if [[ " ${SERVERS[*]} " == *" kubebridge "* ]]; then
@@ -255,7 +257,7 @@ wait_ready() {
     for i in $(seq 1 100); do
         kill -0 "${PID[$name]}" 2>/dev/null || { tail -20 "$LOGS/$name.log" >&2; die "$name exited during start-up"; }
         if [[ $name == floor ]]; then
-            pin_c timeout 5 "$OUT/blast" 127.0.0.1 "$port" "$DATA/hot.txt" 0.2 1 1 1 2>/dev/null | grep -q 'answered [1-9]' && return 0
+            pin_c timeout 5 "$BLAST" 127.0.0.1 "$port" "$DATA/hot.txt" 0.2 1 1 1 2>/dev/null | grep -q 'answered [1-9]' && return 0
         else
             timeout 5 kdig @127.0.0.1 -p "$port" bench.test SOA +short +timeout=1 +retry=0 2>/dev/null | grep -q 'hostmaster' && return 0
         fi
@@ -270,7 +272,7 @@ log "starting knotd on 127.0.0.1:$P_KNOT (CPU $CCPU)"
 start knot "$CCPU" knotd -c "$RUN/knot/knot.conf"
 wait_ready knot "$P_KNOT"
 
-start floor "$SCPU" "$OUT/floor" 127.0.0.1 "${PORT[floor]}" 64
+start floor "$SCPU" "$FLOOR" 127.0.0.1 "${PORT[floor]}" 64
 for s in "${SERVERS[@]}"; do
     case $s in
     kubebridge)
@@ -314,7 +316,10 @@ warm() {    # answer the hot set twice (fills caches, re-fills dnsmasq's LRU aft
     pin_c timeout 30 dnsperf -s 127.0.0.1 -p "$1" -d "$DATA/hot.txt" -n 2 -q 50 -t 2 >/dev/null 2>&1 || true
 }
 RAW=$OUT/raw.tsv
-printf 'rep\tserver\tworkload\tqps\tsent\tanswered\tlost\tcpu_s\tmean_us\tp50_us\tp99_us\n' >"$RAW"
+printf 'rep\tserver\tworkload\tqps\tsent\tanswered\tlost\tcpu_s\tmean_us\tp50_us\tp99_us\twall_s\tscpu_busy_s\tccpu_busy_s\n' >"$RAW"
+: >"$OUT/problems.txt"
+# busy seconds (user+nice+system+irq+softirq+steal) of one CPU so far, from /proc/stat
+cpu_busy() { awk -v c="cpu$1" -v t="$TCK" '$1 == c {printf "%.3f", ($2 + $3 + $4 + $7 + $8 + $9) / t}' /proc/stat; }
 
 # run_load REP SERVER WORKLOAD TOOL ARGS...: run one measured load, append a row to raw.tsv
 run_load() {
@@ -322,11 +327,21 @@ run_load() {
     local pid=${PID[$srv]} f="$LOGS/rep$rep-$wl-$srv.txt"
     echo "$wl/$srv: $*" >>"$OUT/commands-loads.txt"
     local c0 c1 t0 rc=0
-    kill -0 "$pid" 2>/dev/null || { log "  $srv is not running!"; printf '%s\t%s\t%s\t0\t0\t0\t0\t0\t\t\t\n' "$rep" "$srv" "$wl" >>"$RAW"; return 0; }
-    c0=$(cpu_ticks "$pid")
+    if ! kill -0 "$pid" 2>/dev/null; then
+        log "  $srv is not running: $wl rep $rep skipped"
+        echo "rep $rep $wl: $srv was not running (exited earlier; see logs/$srv.log)" >>"$OUT/problems.txt"
+        return 0
+    fi
+    local w0 w1 s0 s1 k0 k1
+    c0=$(cpu_ticks "$pid"); s0=$(cpu_busy "$SCPU"); k0=$(cpu_busy "$CCPU"); w0=$(date +%s.%N)
     pin_c timeout $((SECS + 20)) "$@" >"$f" 2>&1 || rc=$?
+    w1=$(date +%s.%N); s1=$(cpu_busy "$SCPU"); k1=$(cpu_busy "$CCPU")
     sleep 0.3
     c1=$(cpu_ticks "$pid")
+    local wall sbusy cbusy
+    wall=$(awk -v a="$w0" -v b="$w1" 'BEGIN { printf "%.3f", b - a }')
+    sbusy=$(awk -v a="$s0" -v b="$s1" 'BEGIN { printf "%.3f", b - a }')
+    cbusy=$(awk -v a="$k0" -v b="$k1" 'BEGIN { printf "%.3f", b - a }')
     local cpu; cpu=$(awk -v a="$c0" -v b="$c1" -v t="$TCK" 'BEGIN { printf "%.3f", (b - a) / t }')
     local qps sent ans lost mean p50 p99
     if grep -q '^blast:' "$f"; then
@@ -343,9 +358,14 @@ run_load() {
         log "  $wl/$srv: no result (rc=$rc), see $f"
         sent=0 ans=0 lost=0 qps=0 mean="" p50="" p99=""
     fi
-    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$rep" "$srv" "$wl" "${qps:-0}" "${sent:-0}" "${ans:-0}" "${lost:-0}" "$cpu" "${mean:-}" "${p50:-}" "${p99:-}" >>"$RAW"
-    log "  rep $rep $wl $srv: ${qps:-0} qps, lost ${lost:-0}, cpu ${cpu}s${p50:+, p50 ${p50} us}"
-    kill -0 "$pid" 2>/dev/null || log "  WARNING: $srv died during $wl (see $LOGS/$srv.log)"
+    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$rep" "$srv" "$wl" "${qps:-0}" "${sent:-0}" "${ans:-0}" "${lost:-0}" \
+        "$cpu" "${mean:-}" "${p50:-}" "${p99:-}" "$wall" "$sbusy" "$cbusy" >>"$RAW"
+    log "  rep $rep $wl $srv: ${qps%.*} qps, lost ${lost:-0}, server cpu ${cpu}s, cpu$SCPU busy ${sbusy}s, cpu$CCPU busy ${cbusy}s in ${wall}s${p50:+, p50 ${p50} us}"
+    if ! kill -0 "$pid" 2>/dev/null; then
+        log "  WARNING: $srv died during $wl (see $LOGS/$srv.log)"
+        echo "rep $rep $wl: $srv died during the run (see logs/$srv.log)" >>"$OUT/problems.txt"
+    fi
+    if [[ ${lost:-0} != 0 ]]; then echo "rep $rep $wl: $srv lost ${lost} of ${sent:-?} queries (logs/rep$rep-$wl-$srv.txt)" >>"$OUT/problems.txt"; fi
 }
 
 # ---------------------------------------------------------------- 9. smoke mode
@@ -361,7 +381,7 @@ if [[ $SMOKE == 1 ]]; then
             q_ok "${PORT[$s]}" svc1.default.svc.cluster.local && c=ok || { c=FAIL; fail=1; }
             warm "${PORT[$s]}"
         fi
-        run_load 1 "$s" udp-hit "$OUT/blast" 127.0.0.1 "${PORT[$s]}" "$DATA/hot.txt" 1 "$OUTSTANDING" 4 32
+        run_load 1 "$s" udp-hit "$BLAST" 127.0.0.1 "${PORT[$s]}" "$DATA/hot.txt" 1 "$OUTSTANDING" 4 32
         read -r qps lost < <(awk -F'\t' -v s="$s" '$2 == s {print $4, $7}' "$RAW" | tail -1) || true
         awk -v q="$qps" 'BEGIN { exit !(q > 0) }' || fail=1
         kill -0 "${PID[$s]}" 2>/dev/null || { fail=1; qps="$qps (DIED)"; }
@@ -401,7 +421,7 @@ for rep in $(seq 1 "$REPS"); do
     # 1. UDP cache hits (and the echo floor), closed loop, batched client
     for s in "${ALL[@]}"; do
         [[ $s != floor ]] && warm "${PORT[$s]}"
-        run_load "$rep" "$s" udp-hit "$OUT/blast" 127.0.0.1 "${PORT[$s]}" "$DATA/hot.txt" "$SECS" "$OUTSTANDING" 4 32
+        run_load "$rep" "$s" udp-hit "$BLAST" 127.0.0.1 "${PORT[$s]}" "$DATA/hot.txt" "$SECS" "$OUTSTANDING" 4 32
     done
     # 2. UDP cache misses: a fresh range of names per server and rep
     i=0
@@ -419,7 +439,7 @@ for rep in $(seq 1 "$REPS"); do
     # 4. latency of hits at a fixed offered load
     for s in "${ALL[@]}"; do
         [[ $s != floor ]] && warm "${PORT[$s]}"
-        run_load "$rep" "$s" latency "$OUT/blast" 127.0.0.1 "${PORT[$s]}" "$DATA/hot.txt" "$SECS" "$OUTSTANDING" 4 8 "$LATQPS"
+        run_load "$rep" "$s" latency "$BLAST" 127.0.0.1 "${PORT[$s]}" "$DATA/hot.txt" "$SECS" "$OUTSTANDING" 4 8 "$LATQPS"
     done
 done
 

@@ -124,13 +124,32 @@ public enum DNSName {
             if x != y && foldWord(x) != foldWord(y) { return false }
             i += 8
         }
-        while i < length {
-            if lower(a.load(fromByteOffset: i, as: UInt8.self)) != lower(b.load(fromByteOffset: i, as: UInt8.self)) {
-                return false
-            }
-            i += 1
+        // The last 0-7 bytes as one word, in at most three loads each.
+        let x = tail(a, from: i, length: length)
+        let y = tail(b, from: i, length: length)
+        return x == y || foldWord(x) == foldWord(y)
+    }
+
+    /// Bytes `from..<length` (fewer than 8) packed into a word, never reading past `length`.
+    @inlinable @inline(__always)
+    public static func tail(_ p: UnsafeRawPointer, from start: Int, length: Int) -> UInt64 {
+        var i = start
+        var w: UInt64 = 0
+        var shift: UInt64 = 0
+        if length - i >= 4 {
+            w = UInt64(p.loadUnaligned(fromByteOffset: i, as: UInt32.self))
+            shift = 32
+            i += 4
         }
-        return true
+        if length - i >= 2 {
+            w |= UInt64(p.loadUnaligned(fromByteOffset: i, as: UInt16.self)) << shift
+            shift += 16
+            i += 2
+        }
+        if length - i >= 1 {
+            w |= UInt64(p.load(fromByteOffset: i, as: UInt8.self)) << shift
+        }
+        return w
     }
 
     /// Lower-cases eight ASCII bytes at once (SWAR): adds 0x20 to each byte in 'A'...'Z'.

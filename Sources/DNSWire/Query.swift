@@ -57,17 +57,38 @@ public enum QueryParser {
         let ns = Header.count(p, Header.nscountOffset)
         let ar = Header.count(p, Header.arcountOffset)
         guard qd == 1, an == 0, ns == 0 else { q.verdict = .formErr; q.error = .countMismatch; return q }
-        var c = WireCursor(p, count: count, offset: Header.size)
-        let (len, labels) = DNSName.scanUncompressed(&c)
-        q.qtype = c.u16()
-        q.qclass = c.u16()
-        guard c.ok else { q.verdict = .formErr; q.error = c.error; return q }
+        // The question name, scanned with plain indexes: this loop runs for every query.
+        var i = Header.size
+        var labels = 0
+        while true {
+            guard i < count else { q.verdict = .formErr; q.error = .truncated; return q }
+            let len = Int(p.load(fromByteOffset: i, as: UInt8.self))
+            if len == 0 { break }
+            if len > DNSName.maxLabel {
+                q.verdict = .formErr
+                q.error = len & 0xC0 == 0xC0 ? .pointerInQuestion : .badLabelType
+                return q
+            }
+            i += len + 1
+            labels += 1
+            if i - Header.size + 1 > DNSName.maxLength { q.verdict = .formErr; q.error = .nameTooLong; return q }
+        }
+        let len = i + 1 - Header.size
+        guard count - (i + 1) >= 4 else { q.verdict = .formErr; q.error = .truncated; return q }
+        q.qtype = Wire.u16(p, i + 1)
+        q.qclass = Wire.u16(p, i + 3)
         q.nameLength = len
         q.labelCount = labels
-        q.questionEnd = c.offset
+        q.questionEnd = i + 5
+        if ar == 0 {
+            if q.qtype == RRType.axfr || q.qtype == RRType.ixfr { q.verdict = .refused; return q }
+            q.verdict = .query
+            return q
+        }
+        var c = WireCursor(p, count: count, offset: q.questionEnd)
         // Additional section: find the one OPT record, skip anything else (e.g. TSIG).
-        var i = 0
-        while i < ar {
+        var k = 0
+        while k < ar {
             let ownerAt = c.offset
             DNSName.skip(&c)
             let ownerIsRoot = c.ok && c.offset == ownerAt + 1
@@ -85,7 +106,7 @@ public enum QueryParser {
                 q.ednsVersion = UInt8(truncatingIfNeeded: ttl >> 16)
                 q.dnssecOK = ttl & 0x8000 != 0
             }
-            i += 1
+            k += 1
         }
         if q.hasEDNS && q.ednsVersion != 0 { q.verdict = .badVers; return q }
         if q.qtype == RRType.axfr || q.qtype == RRType.ixfr { q.verdict = .refused; return q }

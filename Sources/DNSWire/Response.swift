@@ -111,6 +111,35 @@ public enum ResponseParser {
         }
     }
 
+    /// Records the offset of every record's TTL field (OPT excluded) in `out`, so a cache
+    /// can age an answer without walking it again. Returns the number of offsets, or -1
+    /// when there are more than `max` records or the message does not walk cleanly.
+    public static func ttlOffsets(_ p: UnsafeRawPointer, count: Int, questionEnd: Int,
+                                  into out: UnsafeMutablePointer<UInt16>, max: Int) -> Int {
+        let total = Header.count(p, Header.ancountOffset) + Header.count(p, Header.nscountOffset)
+            + Header.count(p, Header.arcountOffset)
+        var c = WireCursor(p, count: count, offset: questionEnd)
+        var n = 0
+        var i = 0
+        while i < total {
+            DNSName.skip(&c)
+            let type = c.u16()
+            c.skip(2)
+            let at = c.offset
+            c.skip(4)
+            let rdlen = Int(c.u16())
+            c.skip(rdlen)
+            guard c.ok else { return -1 }
+            if type != RRType.opt {
+                if n == max || at > Int(UInt16.max) { return -1 }
+                out[n] = UInt16(at)
+                n += 1
+            }
+            i += 1
+        }
+        return n
+    }
+
     /// Removes bytes `start..<end` (one record of the additional section) from a message of
     /// `count` bytes and decrements ARCOUNT. Returns the new length.
     @inlinable

@@ -45,6 +45,9 @@ final class Worker {
     var serverAddresses: [SocketAddress] = []
     let recvBatch: UDPBatch
     let sendBatch: UDPBatch
+    /// Unretained views for the per-packet path (the strong references above keep them alive).
+    let sendBatchRef: Unmanaged<UDPBatch>
+    var listenerFDs = UnsafeMutablePointer<Int32>.allocate(capacity: 1)
     let upstreamBatch: UDPBatch
     var timer: OpaquePointer?
     var stopEvent: OpaquePointer?
@@ -71,6 +74,7 @@ final class Worker {
                               upstreamSockets: options.upstreamSockets)
         recvBatch = UDPBatch(capacity: options.batchSize, bufferSize: 4096)
         sendBatch = UDPBatch(capacity: options.batchSize, bufferSize: 4096)
+        sendBatchRef = Unmanaged.passUnretained(sendBatch)
         upstreamBatch = UDPBatch(capacity: 16, bufferSize: 8192)
         tcpOut = .allocate(byteCount: 65_537, alignment: 8)
         stopFD = try Sys.eventfd()
@@ -81,7 +85,10 @@ final class Worker {
         try openSockets()
     }
 
-    deinit { tcpOut.deallocate() }
+    deinit {
+        tcpOut.deallocate()
+        listenerFDs.deallocate()
+    }
 
     var unmanaged: UnsafeMutableRawPointer { Unmanaged.passUnretained(self).toOpaque() }
 
@@ -106,6 +113,9 @@ final class Worker {
             try Sys.setOption(u, SOL_SOCKET, SO_SNDBUF, options.socketBufferBytes, "SO_SNDBUF")
             try Sys.bind(u, addr)
             udpListeners.append(UDPListener(fd: u, wildcard: wildcard, event: nil))
+            listenerFDs.deallocate()
+            listenerFDs = .allocate(capacity: udpListeners.count)
+            for (i, l) in udpListeners.enumerated() { listenerFDs[i] = l.fd }
             // TCP
             let t = try Sys.socket(domain, Int32(SOCK_STREAM.rawValue))
             try configureListener(t, ep)
@@ -244,12 +254,16 @@ final class Worker {
     /// Queues one UDP answer; sent by `flushReplies` in one `sendmmsg` per socket run.
     @inline(__always)
     func queueUDPReply(_ client: ClientHandle, _ bytes: UnsafeRawPointer, _ count: Int) {
+        sendBatchRef._withUnsafeGuaranteedRef { queueUDPReply(client, bytes, count, into: $0) }
+    }
+
+    @inline(__always)
+    func queueUDPReply(_ client: ClientHandle, _ bytes: UnsafeRawPointer, _ count: Int, into sendBatch: UDPBatch) {
         if sendBatch.count == sendBatch.capacity { flushReplies() }
         guard count <= sendBatch.bufferSize else { droppedReplies &+= 1; return }
         let i = sendBatch.count
         sendBatch.count += 1
-        let li = Int(client.slot)
-        sendBatch.fds[i] = udpListeners[li].fd
+        sendBatch.fds[i] = listenerFDs[Int(client.slot)]
         sendBatch.buffer(i).copyMemory(from: bytes, byteCount: count)
         sendBatch.iovs[i].iov_len = count
         let m = sendBatch.msgs + i
@@ -342,26 +356,26 @@ final class Worker {
 }
 
 /// The forwarder's view of a worker: answers go into the send batch or a TCP connection,
-/// upstream queries out on the worker's sockets. Holds the worker unowned(unsafe): the
+/// upstream queries out on the worker's sockets. Holds the worker unretained: the
 /// worker is alive for as long as its loop runs, and no reference counting happens per query.
 struct WorkerIO: ForwarderIO {
-    unowned(unsafe) let worker: Worker
+    let ref: Unmanaged<Worker>
+
+    init(worker: Worker) { ref = Unmanaged.passUnretained(worker) }
 
     @inline(__always)
     mutating func reply(_ client: ClientHandle, _ bytes: UnsafeRawPointer, _ count: Int) {
-        if client.transport == .udp {
-            worker.queueUDPReply(client, bytes, count)
-        } else {
-            worker.tcpReply(client, bytes, count)
+        ref._withUnsafeGuaranteedRef { w in
+            if client.transport == .udp { w.queueUDPReply(client, bytes, count) } else { w.tcpReply(client, bytes, count) }
         }
     }
 
     @inline(__always)
     mutating func sendUDP(socket: Int, server: Int, _ bytes: UnsafeRawPointer, _ count: Int) {
-        worker.sendUpstream(socket: socket, server: server, bytes, count)
+        ref._withUnsafeGuaranteedRef { $0.sendUpstream(socket: socket, server: server, bytes, count) }
     }
 
     mutating func sendTCP(server: Int, token: UInt64, _ bytes: UnsafeRawPointer, _ count: Int) {
-        worker.startUpstreamTCP(server: server, token: token, bytes, count)
+        ref._withUnsafeGuaranteedRef { $0.startUpstreamTCP(server: server, token: token, bytes, count) }
     }
 }

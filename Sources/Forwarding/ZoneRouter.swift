@@ -5,22 +5,34 @@ import NetAddress
 /// suffix of the name on a label boundary, compared without case. `notcluster.local`
 /// never matches `cluster.local`, and `cluster.local.example.test` never matches it either.
 ///
-/// Zones are kept in wire form, lower-cased. Matching walks the query name's label starts
-/// once and then compares each zone against the suffix with the same number of labels,
-/// so a lookup costs one pass over the name plus one `memcmp`-like compare per zone.
-public struct ZoneRouter: Sendable {
+/// Zones are kept lower-cased in one flat byte buffer, longest (most labels) first, so a
+/// lookup walks the query name's label starts once and then compares each zone against
+/// the suffix with the same number of labels: no allocation and no reference counting
+/// on the query path. Built once from the configuration, immutable afterwards.
+public final class ZoneRouter: @unchecked Sendable {
     public struct Zone: Sendable {
         public let wire: [UInt8]
         public let labels: Int
         public let group: Int
     }
 
+    /// For logs and tests; the query path reads the flat copies below.
     public private(set) var zones: [Zone] = []
     /// Group for names under no zone (the root): the public upstreams.
     public let defaultGroup: Int
 
+    @usableFromInline var bytes = UnsafeMutableRawPointer.allocate(byteCount: 1, alignment: 8)
+    /// Per zone: offset into `bytes`, wire length, label count, group.
+    @usableFromInline var table = UnsafeMutablePointer<(Int32, Int32, Int32, Int32)>.allocate(capacity: 1)
+    @usableFromInline var count = 0
+
     public init(defaultGroup: Int) {
         self.defaultGroup = defaultGroup
+    }
+
+    deinit {
+        bytes.deallocate()
+        table.deallocate()
     }
 
     public enum RouteError: Error, Equatable, CustomStringConvertible {
@@ -34,7 +46,7 @@ public struct ZoneRouter: Sendable {
 
     /// Adds a zone (wire form). A zone configured twice is an error: which servers answer
     /// must never depend on the order of lines in a file.
-    public mutating func add(zone wire: [UInt8], group: Int) throws {
+    public func add(zone wire: [UInt8], group: Int) throws {
         let lowered = wire.map(DNSName.lower)
         if zones.contains(where: { $0.wire == lowered }) { throw RouteError.duplicateZone(DNSName.text(lowered)) }
         var labels = 0, i = 0
@@ -42,13 +54,29 @@ public struct ZoneRouter: Sendable {
         zones.append(Zone(wire: lowered, labels: labels, group: group))
         // Most labels first, so the first match is the longest.
         zones.sort { $0.labels > $1.labels }
+        rebuild()
+    }
+
+    private func rebuild() {
+        bytes.deallocate()
+        table.deallocate()
+        let total = zones.reduce(0) { $0 + $1.wire.count }
+        bytes = .allocate(byteCount: max(1, total), alignment: 8)
+        table = .allocate(capacity: max(1, zones.count))
+        var at = 0
+        for (k, z) in zones.enumerated() {
+            z.wire.withUnsafeBytes { (bytes + at).copyMemory(from: $0.baseAddress!, byteCount: z.wire.count) }
+            table[k] = (Int32(at), Int32(z.wire.count), Int32(z.labels), Int32(z.group))
+            at += z.wire.count
+        }
+        count = zones.count
     }
 
     /// The group for an uncompressed wire name of `length` bytes with `labelCount` labels.
     @inlinable
     public func route(name: UnsafeRawPointer, length: Int, labelCount: Int) -> Int {
-        if zones.isEmpty { return defaultGroup }
-        // Label start offsets, at most 127 labels in a 255-byte name.
+        if count == 0 { return defaultGroup }
+        // Label start offsets, at most 127 labels in a 255-byte name; kept on the stack.
         return withUnsafeTemporaryAllocation(of: UInt8.self, capacity: 128) { starts in
             var n = 0, i = 0
             while i < length && n < 128 {
@@ -58,14 +86,16 @@ public struct ZoneRouter: Sendable {
                 n += 1
                 i += len + 1
             }
-            for z in zones where z.labels <= n {
-                let start = z.labels == 0 ? length - 1 : Int(starts[n - z.labels])
-                let suffixLength = length - start
-                if suffixLength == z.wire.count {
-                    let equal = z.wire.withUnsafeBytes {
-                        DNSName.equalIgnoringCase(name + start, $0.baseAddress!, length: suffixLength)
-                    }
-                    if equal { return z.group }
+            var k = 0
+            while k < count {
+                let (off, zlen, zlabels, group) = table[k]
+                k += 1
+                let labels = Int(zlabels)
+                if labels > n { continue }
+                let start = labels == 0 ? length - 1 : Int(starts[n - labels])
+                if length - start == Int(zlen)
+                    && DNSName.equalIgnoringCase(name + start, bytes + Int(off), length: Int(zlen)) {
+                    return Int(group)
                 }
             }
             return defaultGroup

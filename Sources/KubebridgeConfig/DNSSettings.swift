@@ -177,7 +177,7 @@ public struct DNSSettings: Sendable {
             ServerGroup(name: "upstream", kind: .upstream, servers: ups.map(index), staleWindow: stalePublic),
             ServerGroup(name: "cluster", kind: .cluster, servers: clusterDNS.map(index), staleWindow: staleCluster),
         ]
-        var router = ZoneRouter(defaultGroup: 0)
+        let router = ZoneRouter(defaultGroup: 0)
         func add(_ zone: String, _ group: Int) throws {
             do { try router.add(zone: try DNSName.wire(fromText: zone), group: group) } catch {
                 throw PlanError(description: "\(error)")

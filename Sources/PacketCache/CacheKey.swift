@@ -38,23 +38,20 @@ public struct CacheKey {
     }
 
     /// A word-at-a-time multiply-xorshift hash over the case-folded name. Seeded per
-    /// process so that nobody can pre-compute colliding names for a shard.
+    /// process so that nobody can pre-compute colliding names for a shard. Never reads
+    /// past `length` bytes.
     @inlinable
     public static func hash(name p: UnsafeRawPointer, length: Int, tail: UInt64) -> UInt64 {
         var h: UInt64 = HashSeed.value ^ (UInt64(length) &* 0x9E37_79B9_7F4A_7C15)
         var i = 0
         while i + 8 <= length {
-            h = mix(h ^ DNSName.foldWord(p.loadUnaligned(fromByteOffset: i, as: UInt64.self)))
+            h = (h ^ DNSName.foldWord(p.loadUnaligned(fromByteOffset: i, as: UInt64.self))) &* 0xBF58_476D_1CE4_E5B9
+            h ^= h >> 29
             i += 8
         }
-        var last: UInt64 = 0
-        var shift: UInt64 = 0
-        while i < length {
-            last |= UInt64(DNSName.lower(p.load(fromByteOffset: i, as: UInt8.self))) << shift
-            shift += 8
-            i += 1
-        }
-        h = mix(h ^ last)
+        // The last 0-7 bytes in at most three loads.
+        let last = DNSName.tail(p, from: i, length: length)
+        h = (h ^ DNSName.foldWord(last)) &* 0xBF58_476D_1CE4_E5B9
         return mix(h ^ tail)
     }
 

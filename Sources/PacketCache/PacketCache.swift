@@ -1,5 +1,5 @@
-import Glibc
 import DNSWire
+import Synchronization
 
 /// Outcome of a cache lookup.
 public enum CacheStatus: UInt8, Sendable {
@@ -13,6 +13,9 @@ public struct CacheHit {
     public var questionEnd: Int = 0
     /// Seconds the answer has spent in the cache: subtract it from every TTL.
     public var age: UInt32 = 0
+    /// How many TTL offsets (UInt16, host order) follow the answer in the caller's buffer,
+    /// or -1 when the answer must be walked to find them.
+    public var ttlCount: Int = -1
     /// Set once per entry when it is asked for in the last tenth of its lifetime, or when
     /// it is being served stale: the caller should refresh it from upstream.
     public var wantsRefresh: Bool = false
@@ -34,7 +37,9 @@ public struct CacheHit {
 /// lookup as a miss and skips the insert instead of waiting, so no event loop ever blocks.
 public final class PacketCache: @unchecked Sendable {
     public let capacityBytes: Int
-    @usableFromInline let shards: [CacheShard]
+    let shards: [CacheShard]
+    /// The same shards, unretained, so the query path does no reference counting.
+    @usableFromInline let shardRefs: UnsafeMutablePointer<Unmanaged<CacheShard>>
     @usableFromInline let shardMask: UInt64
 
     /// `capacityBytes` covers the answers, their headers and the hash index.
@@ -45,18 +50,21 @@ public final class PacketCache: @unchecked Sendable {
         self.capacityBytes = perShard * n
         self.shards = (0..<n).map { _ in CacheShard(budget: perShard) }
         self.shardMask = UInt64(n - 1)
+        shardRefs = .allocate(capacity: n)
+        for (i, sh) in shards.enumerated() { shardRefs[i] = Unmanaged.passUnretained(sh) }
     }
 
-    func shard(_ hash: UInt64) -> CacheShard { shards[Int(hash & shardMask)] }
+    deinit { shardRefs.deallocate() }
 
     /// Copies a matching answer into `out` (`capacity` bytes). Fresh answers are returned
     /// as `.fresh`; expired ones within their stale window only when `allowStale` is set.
     public func lookup(_ key: CacheKey, now: UInt32, allowStale: Bool,
                        into out: UnsafeMutableRawPointer, capacity: Int) -> CacheHit {
-        let s = shard(key.hash)
-        guard s.tryLock() else { s.contended &+= 1; return CacheHit() }
-        defer { s.unlock() }
-        return s.lookup(key, now: now, allowStale: allowStale, into: out, capacity: capacity)
+        shardRefs[Int(key.hash & shardMask)]._withUnsafeGuaranteedRef { s in
+            guard s.tryLock() else { s.contended &+= 1; return CacheHit() }
+            defer { s.unlock() }
+            return s.lookup(key, now: now, allowStale: allowStale, into: out, capacity: capacity)
+        }
     }
 
     /// Stores an answer (canonical form: no OPT record) for `ttl` seconds, then keeps it
@@ -64,21 +72,23 @@ public final class PacketCache: @unchecked Sendable {
     @discardableResult
     public func insert(_ key: CacheKey, message: UnsafeRawPointer, length: Int, questionEnd: Int,
                        ttl: UInt32, staleWindow: UInt32, now: UInt32) -> Bool {
-        let s = shard(key.hash)
-        guard s.tryLock() else { s.contended &+= 1; return false }
-        defer { s.unlock() }
-        return s.insert(key, message: message, length: length, questionEnd: questionEnd,
-                        ttl: ttl, staleWindow: staleWindow, now: now)
+        shardRefs[Int(key.hash & shardMask)]._withUnsafeGuaranteedRef { s in
+            guard s.tryLock() else { s.contended &+= 1; return false }
+            defer { s.unlock() }
+            return s.insert(key, message: message, length: length, questionEnd: questionEnd,
+                            ttl: ttl, staleWindow: staleWindow, now: now)
+        }
     }
 
     /// After answering from a stale entry, keeps serving it for `ttl` seconds before the
     /// next attempt upstream (RFC 8767 "failure recheck"), so a dead upstream costs each
     /// client one timeout per `ttl`, not one per query.
     public func extendStale(_ key: CacheKey, now: UInt32, ttl: UInt32) {
-        let s = shard(key.hash)
-        guard s.tryLock() else { return }
-        defer { s.unlock() }
-        s.extendStale(key, now: now, ttl: ttl)
+        shardRefs[Int(key.hash & shardMask)]._withUnsafeGuaranteedRef { s in
+            guard s.tryLock() else { return }
+            defer { s.unlock() }
+            s.extendStale(key, now: now, ttl: ttl)
+        }
     }
 
     public struct Statistics: Sendable {
@@ -109,7 +119,8 @@ public final class PacketCache: @unchecked Sendable {
 ///
 /// Entry layout (8-byte aligned):
 ///   0 hash u64 | 8 size u32 | 12 inserted u32 | 16 expires u32 | 20 staleUntil u32
-///   24 msgLen u16 | 26 questionEnd u16 | 28 state u8 | 29 keyFlags u8 | 30 pad | 32 message
+///   24 msgLen u16 | 26 questionEnd u16 | 28 state u8 | 29 keyFlags u8 | 30 ttlCount u8 | 31 pad
+///   32 message | then ttlCount UInt16 offsets of the records' TTL fields (0xFF: none stored)
 public final class CacheShard {
     @usableFromInline static let headerSize = 32
     @usableFromInline static let live: UInt8 = 1
@@ -118,8 +129,12 @@ public final class CacheShard {
     /// How many referenced entries one insert may move to the head before it evicts
     /// regardless; bounds the work (a few µs of memmove) of an insert when every entry is hot.
     @usableFromInline static let reinsertBudget = 256
+    /// Answers with more records than this are aged by walking them instead.
+    @usableFromInline static let maxTTLOffsets = 32
 
-    @usableFromInline let mutex: UnsafeMutablePointer<pthread_mutex_t>
+    /// Held only for a lookup's copy or an insert; waiters never wait (try-lock).
+    let busy = Atomic<Bool>(false)
+    let offsetScratch = UnsafeMutablePointer<UInt16>.allocate(capacity: CacheShard.maxTTLOffsets)
     @usableFromInline let arena: UnsafeMutableRawPointer
     @usableFromInline let arenaSize: Int
     @usableFromInline let index: UnsafeMutablePointer<UInt64>
@@ -150,19 +165,16 @@ public final class CacheShard {
         arenaSize = (budget - slots * 8) & ~7
         arena = .allocate(byteCount: arenaSize, alignment: 8)
         wrapAt = arenaSize
-        mutex = .allocate(capacity: 1)
-        pthread_mutex_init(mutex, nil)
     }
 
     deinit {
-        pthread_mutex_destroy(mutex)
-        mutex.deallocate()
+        offsetScratch.deallocate()
         arena.deallocate()
         index.deallocate()
     }
 
-    func tryLock() -> Bool { pthread_mutex_trylock(mutex) == 0 }
-    func unlock() { pthread_mutex_unlock(mutex) }
+    func tryLock() -> Bool { busy.compareExchange(expected: false, desired: true, ordering: .acquiring).exchanged }
+    func unlock() { busy.store(false, ordering: .releasing) }
 
     // MARK: entry fields
 
@@ -218,7 +230,11 @@ public final class CacheShard {
             st |= CacheShard.refreshed
         }
         setState(e, st)
-        out.copyMemory(from: arena + e + CacheShard.headerSize, byteCount: len)
+        let ttlCount = Int(arena.load(fromByteOffset: e + 30, as: UInt8.self))
+        let extra = ttlCount == 0xFF ? 0 : 2 * ttlCount
+        guard len + extra <= capacity else { hit.status = .miss; return hit }
+        out.copyMemory(from: arena + e + CacheShard.headerSize, byteCount: len + extra)
+        hit.ttlCount = ttlCount == 0xFF ? -1 : ttlCount
         hit.length = len
         hit.questionEnd = Int(arena.load(fromByteOffset: e + 26, as: UInt16.self))
         hit.age = now &- inserted
@@ -241,7 +257,12 @@ public final class CacheShard {
 
     func insert(_ key: CacheKey, message: UnsafeRawPointer, length: Int, questionEnd: Int,
                 ttl: UInt32, staleWindow: UInt32, now: UInt32) -> Bool {
-        let need = (CacheShard.headerSize + length + 7) & ~7
+        // TTL offsets go straight after the message in the entry.
+        let offsets = offsetScratch   // guarded by the shard lock, like the arena
+        let nOffsets = ResponseParser.ttlOffsets(message, count: length, questionEnd: questionEnd,
+                                                 into: offsets, max: CacheShard.maxTTLOffsets)
+        let extra = nOffsets < 0 ? 0 : 2 * nOffsets
+        let need = (CacheShard.headerSize + length + extra + 7) & ~7
         guard need <= arenaSize / 4, length <= Int(UInt16.max) else { return false }
         let old = find(key)
         if old >= 0 { kill(slot: old) }
@@ -272,7 +293,9 @@ public final class CacheShard {
         arena.storeBytes(of: UInt16(questionEnd), toByteOffset: e + 26, as: UInt16.self)
         setState(e, CacheShard.live)
         arena.storeBytes(of: key.flags, toByteOffset: e + 29, as: UInt8.self)
+        arena.storeBytes(of: nOffsets < 0 ? 0xFF : UInt8(nOffsets), toByteOffset: e + 30, as: UInt8.self)
         (arena + e + CacheShard.headerSize).copyMemory(from: message, byteCount: length)
+        if extra > 0 { (arena + e + CacheShard.headerSize + length).copyMemory(from: offsets, byteCount: extra) }
         head += need
         ringEntries += 1
         liveEntries += 1

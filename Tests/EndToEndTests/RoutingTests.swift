@@ -82,6 +82,17 @@ final class RoutingTests: EndToEndTestCase {
         assertAnswer(try dig(kb, "1.0.112.10.in-addr.arpa", "PTR"), "PTR", ["above-slash12.upstream.example.test."])
     }
 
+    func testSlash17CIDRAndIPv6CIDRReverseZones() throws {
+        let kb = try startKubebridgeWithKnots(["--pod-cidr", "10.244.0.0/17", "--service-cidr", "fd00:21::/108"])
+        // 10.244.0.0/17 -> 0...127.244.10.in-addr.arpa, not all of 244.10.in-addr.arpa.
+        assertAnswer(try dig(kb, "-x", "10.244.0.1"), "PTR", ["first-of-slash17.pod.cluster.local."])
+        assertAnswer(try dig(kb, "-x", "10.244.127.1"), "PTR", ["last-of-slash17.pod.cluster.local."])
+        assertAnswer(try dig(kb, "-x", "10.244.128.1"), "PTR", ["above-slash17.upstream.example.test."])
+        // fd00:21::/108 -> its ip6.arpa nibble zone.
+        assertAnswer(try dig(kb, "-x", "fd00:21::30"), "PTR", ["dual.prod.svc.cluster.local."])
+        assertAnswer(try dig(kb, "-x", "fd00:22::30"), "PTR", ["outside-v6-cidr.upstream.example.test."])
+    }
+
     func testForwardZoneGoesToItsServer() throws {
         let kb = try startKubebridgeWithKnots()
         let app = try dig(kb, "app.corp.test")
@@ -95,7 +106,7 @@ final class RoutingTests: EndToEndTestCase {
         let silent = try startFake(.silent)
         let kb = try startKubebridgeWithKnots(Self.timeouts(upstreamMs: 300, queryMs: 3000),
                                               forwards: ["corp.test=\(silent.endpoint),\(knots.corp.endpoint)"])
-        assertAnswer(try dig(kb, "app.corp.test", timeoutSeconds: 4), "A", ["10.1.2.3"])
+        assertAnswer(try dig(kb, "app.corp.test", timeoutSeconds: 5), "A", ["10.1.2.3"])
     }
 
     func testLongestSuffixWins() throws {

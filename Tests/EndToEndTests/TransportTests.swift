@@ -31,7 +31,7 @@ final class TransportTests: EndToEndTestCase {
         try connection.send(expected.map { QueryBuilder(id: $0.0, name: $0.1, type: $0.2).bytes })
         var responses: [UInt16: DNSResponse] = [:]
         for _ in expected {
-            guard let bytes = try connection.receive(timeout: 3) else { break }
+            guard let bytes = try connection.receive(timeout: 5) else { break }
             let response = try DNSResponse(bytes)
             XCTAssertNil(responses[response.id], "duplicate response for id \(response.id)")
             responses[response.id] = response
@@ -45,7 +45,7 @@ final class TransportTests: EndToEndTestCase {
         }
         // The connection stays usable after the pipelined batch.
         try connection.send([QueryBuilder(id: 0x0707, name: "web.prod.svc.cluster.local.").bytes])
-        let again = try DNSResponse(XCTUnwrap(connection.receive(timeout: 3), "no answer to a query after the pipelined batch"))
+        let again = try DNSResponse(XCTUnwrap(connection.receive(timeout: 5), "no answer to a query after the pipelined batch"))
         XCTAssertEqual(again.id, 0x0707)
         XCTAssertEqual(again.addresses, ["172.21.0.10"], "\(again)")
     }
@@ -60,7 +60,7 @@ final class TransportTests: EndToEndTestCase {
             try connection.sendRaw(Array(chunk))
             Thread.sleep(forTimeInterval: 0.05)
         }
-        let response = try DNSResponse(XCTUnwrap(connection.receive(timeout: 3), "no answer to a fragmented TCP query"))
+        let response = try DNSResponse(XCTUnwrap(connection.receive(timeout: 5), "no answer to a fragmented TCP query"))
         XCTAssertEqual(response.id, 0x5151)
         XCTAssertEqual(response.addresses, ["172.21.0.10"], "\(response)")
     }
@@ -70,7 +70,7 @@ final class TransportTests: EndToEndTestCase {
         let kb = try startKubebridgeWithKnots(["--tcp-idle-timeout", "400\(unit)"])
         let active = try RawDNS.TCPConnection(host: kb.host, port: kb.port)
         try active.send([QueryBuilder(id: 0x5252, name: "web.prod.svc.cluster.local.").bytes])
-        XCTAssertNotNil(try active.receive(timeout: 2), "no answer on a fresh TCP connection")
+        XCTAssertNotNil(try active.receive(timeout: 5), "no answer on a fresh TCP connection")
         let idle = try RawDNS.TCPConnection(host: kb.host, port: kb.port)
         let start = Date()
         XCTAssertTrue(idle.isClosedByPeer(timeout: 3), "an idle TCP connection stayed open with --tcp-idle-timeout 400")

@@ -9,7 +9,7 @@ final class TruncationTests: EndToEndTestCase {
     private func rawTXT(_ kb: KubebridgeProcess, _ name: String, id: UInt16, ednsSize: UInt16?) throws -> DNSResponse {
         var query = QueryBuilder(id: id, name: name, type: DNSType.txt)
         if let ednsSize { query.edns = (ednsSize, 0, false) }
-        return try XCTUnwrap(rawUDP(kb, query.bytes, timeout: 3), "no UDP reply to \(name) TXT (EDNS \(ednsSize.map(String.init) ?? "none"))")
+        return try XCTUnwrap(rawUDP(kb, query.bytes, timeout: 5), "no UDP reply to \(name) TXT (EDNS \(ednsSize.map(String.init) ?? "none"))")
     }
 
     func testLargeAnswerWithoutEDNSIsTruncatedTo512() throws {

@@ -34,7 +34,7 @@ final class UpstreamFaultTests: EndToEndTestCase {
         let silent = try startFake(.silent)
         let ok = try startFake(.ok, address: "127.0.0.6")
         let kb = try startKubebridge(upstreams: [silent, ok], Self.timeouts(upstreamMs: 300, queryMs: 3000))
-        let result = try dig(kb, "failover.example.test", timeoutSeconds: 4)
+        let result = try dig(kb, "failover.example.test", timeoutSeconds: 5)
         XCTAssertEqual(result.status, "NOERROR", "\(result)")
         XCTAssertEqual(result.addresses, ["192.0.2.1"], "\(result)")
         XCTAssertEqual(try ok.state().queries.map(\.qname), ["failover.example.test."])
@@ -88,7 +88,7 @@ final class UpstreamFaultTests: EndToEndTestCase {
             XCTAssertEqual(response.questionName, name)
         }
         let queries = try fake.state().queries
-        XCTAssertEqual(queries.count, 8, "\(queries)")
+        XCTAssertEqual(Set(queries.map(\.qname)).count, 8, "\(queries)")
         let ids = Set(queries.map(\.id))
         XCTAssertGreaterThanOrEqual(ids.count, 7, "upstream IDs look predictable: \(queries.map(\.id))")
         XCTAssertFalse(queries.allSatisfy { $0.id == Int(clientID) }, "the client's ID is passed upstream unchanged")

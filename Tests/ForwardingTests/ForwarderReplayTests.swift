@@ -61,7 +61,7 @@ final class ForwarderReplayTests: XCTestCase {
         let cs = clusterServers ?? [cluster]
         var servers = [upstream]
         servers += cs
-        var router = ZoneRouter(defaultGroup: 0)
+        let router = ZoneRouter(defaultGroup: 0)
         try router.add(zone: wire("cluster.local"), group: 1)
         try router.add(zone: wire("20.172.in-addr.arpa"), group: 1)
         let groups = [

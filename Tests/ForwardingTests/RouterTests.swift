@@ -5,7 +5,7 @@ import DNSWire
 
 final class ZoneRouterTests: XCTestCase {
     func router() throws -> ZoneRouter {
-        var r = ZoneRouter(defaultGroup: 0)
+        let r = ZoneRouter(defaultGroup: 0)
         try r.add(zone: DNSName.wire(fromText: "cluster.local"), group: 1)
         try r.add(zone: DNSName.wire(fromText: "corp.example"), group: 2)
         try r.add(zone: DNSName.wire(fromText: "special.corp.example"), group: 3)
@@ -29,12 +29,12 @@ final class ZoneRouterTests: XCTestCase {
     }
 
     func testDuplicateZoneRejected() throws {
-        var r = try router()
+        let r = try router()
         XCTAssertThrowsError(try r.add(zone: DNSName.wire(fromText: "Cluster.Local."), group: 2))
     }
 
     func testRootZoneCatchesEverything() throws {
-        var r = ZoneRouter(defaultGroup: 0)
+        let r = ZoneRouter(defaultGroup: 0)
         try r.add(zone: [0], group: 5)
         try r.add(zone: DNSName.wire(fromText: "cluster.local"), group: 1)
         XCTAssertEqual(r.route(text: "example.test"), 5)

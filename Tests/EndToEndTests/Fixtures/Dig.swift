@@ -107,7 +107,7 @@ enum Dig {
     /// Runs `dig` (which, unlike kdig, keeps the query name's case) with one try and a
     /// short timeout. `options` are extra dig options such as `+tcp`, `+ignore`, `+noedns`.
     static func query(_ name: String, _ type: String = "A", server: String = "127.0.0.1", port: UInt16,
-                      options: [String] = [], timeoutSeconds: Int = 2) throws -> DigResult {
+                      options: [String] = [], timeoutSeconds: Int = 5) throws -> DigResult {
         let dig = try E2E.requireTool("dig", package: "bind9-dnsutils")
         var arguments = ["@\(server)", "-p", String(port)]
         if server.contains(":") { arguments.append("-6") }
@@ -120,7 +120,7 @@ enum Dig {
 
     /// Runs `kdig` the same way (full output so the header is printed).
     static func kdig(_ name: String, _ type: String = "A", server: String = "127.0.0.1", port: UInt16,
-                     options: [String] = [], timeoutSeconds: Int = 2) throws -> DigResult {
+                     options: [String] = [], timeoutSeconds: Int = 5) throws -> DigResult {
         let kdig = try E2E.requireTool("kdig", package: "knot-dnsutils")
         var arguments = ["@\(server)", "-p", String(port), name, type, "+retry=0", "+timeout=\(timeoutSeconds)"] + options
         if server.contains(":") { arguments.insert("-6", at: 0) }

@@ -145,12 +145,12 @@ class EndToEndTestCase: XCTestCase {
     // MARK: - Query helpers against a kubebridge instance
 
     func dig(_ kb: KubebridgeProcess, _ name: String, _ type: String = "A", options: [String] = [],
-             timeoutSeconds: Int = 2) throws -> DigResult {
+             timeoutSeconds: Int = 5) throws -> DigResult {
         try Dig.query(name, type, server: kb.host, port: kb.port, options: options, timeoutSeconds: timeoutSeconds)
     }
 
     /// One raw UDP exchange; nil when nothing came back within `timeout`.
-    func rawUDP(_ kb: KubebridgeProcess, _ packet: [UInt8], timeout: TimeInterval = 2) throws -> DNSResponse? {
+    func rawUDP(_ kb: KubebridgeProcess, _ packet: [UInt8], timeout: TimeInterval = 5) throws -> DNSResponse? {
         guard let bytes = try RawDNS.udp(packet, host: kb.host, port: kb.port, timeout: timeout) else { return nil }
         return try DNSResponse(bytes)
     }

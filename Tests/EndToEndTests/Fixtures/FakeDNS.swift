@@ -16,6 +16,7 @@ final class FakeDNS {
         var sport: Int
         var qname: String
         var qtype: Int
+        var time: Double
     }
 
     struct State: Decodable {

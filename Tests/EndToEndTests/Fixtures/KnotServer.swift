@@ -141,7 +141,15 @@ enum Zones {
         "96.10.in-addr.arpa": soa("96.10.in-addr.arpa") + "1.0 PTR first-of-slash12.svc.cluster.local.\n",
         "100.10.in-addr.arpa": soa("100.10.in-addr.arpa") + "1.0 PTR middle-of-slash12.svc.cluster.local.\n",
         "111.10.in-addr.arpa": soa("111.10.in-addr.arpa") + "1.0 PTR last-of-slash12.svc.cluster.local.\n",
+        // For --pod-cidr 10.244.0.0/17 (128 zones 0...127.244.10.in-addr.arpa).
+        "0.244.10.in-addr.arpa": soa("0.244.10.in-addr.arpa") + "1 PTR first-of-slash17.pod.cluster.local.\n",
+        "127.244.10.in-addr.arpa": soa("127.244.10.in-addr.arpa") + "1 PTR last-of-slash17.pod.cluster.local.\n",
+        // For --service-cidr fd00:21::/108 (one nibble-aligned ip6.arpa zone).
+        ipv6ReverseZone: soa(ipv6ReverseZone) + "0.3.0.0.0 PTR dual.prod.svc.cluster.local.\n",
     ]
+
+    /// The reverse zone of fd00:21::/108: 27 nibbles.
+    static let ipv6ReverseZone = "0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.1.2.0.0.0.0.d.f.ip6.arpa"
 
     /// Public-internet stand-in. It also serves names *inside* the cluster zones and
     /// reverse ranges, with different data, so a misrouted query is visible.
@@ -163,6 +171,14 @@ enum Zones {
         1.0.100 PTR misrouted.upstream.example.test.
         1.0.111 PTR misrouted.upstream.example.test.
         1.0.112 PTR above-slash12.upstream.example.test.
+        1.0.244 PTR misrouted.upstream.example.test.
+        1.127.244 PTR misrouted.upstream.example.test.
+        1.128.244 PTR above-slash17.upstream.example.test.
+
+        """,
+        upstreamIPv6Reverse: soa(upstreamIPv6Reverse) + """
+        0.3.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.1.2.0.0.0.0 PTR misrouted.upstream.example.test.
+        0.3.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.2.2.0.0.0.0 PTR outside-v6-cidr.upstream.example.test.
 
         """,
         "172.in-addr.arpa": soa("172.in-addr.arpa") + """
@@ -171,6 +187,9 @@ enum Zones {
 
         """,
     ]
+
+    /// IPv6 reverse space: fd00:21::30 (inside fd00:21::/108) and fd00:22::30 (outside).
+    static let upstreamIPv6Reverse = "d.f.ip6.arpa"
 
     /// Target of a `--forward corp.test=...` zone.
     static let corp: [String: String] = [

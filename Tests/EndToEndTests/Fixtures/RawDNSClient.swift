@@ -82,7 +82,7 @@ enum RawDNS {
     }
 
     /// Sends one datagram and returns the first reply, or nil on timeout.
-    static func udp(_ packet: [UInt8], host: String = "127.0.0.1", port: UInt16, timeout: TimeInterval = 2) throws -> [UInt8]? {
+    static func udp(_ packet: [UInt8], host: String = "127.0.0.1", port: UInt16, timeout: TimeInterval = 5) throws -> [UInt8]? {
         let sock = try UDPSocket(host: host, port: port)
         try sock.send(packet)
         return try sock.receive(timeout: timeout)

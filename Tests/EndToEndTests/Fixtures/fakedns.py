@@ -3,7 +3,7 @@
 
 Listens on UDP and TCP on the same address and port, answers every query according
 to --mode, and after each query rewrites --state (JSON, written atomically):
-  {"port": P, "udp": N, "tcp": M, "queries": [{"transport", "id", "sport", "qname", "qtype"}]}
+  {"port": P, "udp": N, "tcp": M, "queries": [{"transport", "id", "sport", "qname", "qtype", "time"}]}
 
 Modes:
   ok             A 192.0.2.<n> (n = queries seen so far), TTL 300
@@ -96,7 +96,8 @@ def handle(msg, transport, sport):
     qid, qflags = struct.unpack("!HH", msg[:4])
     with lock:
         state[transport] += 1
-        state["queries"].append({"transport": transport, "id": qid, "sport": sport, "qname": qname, "qtype": qtype})
+        state["queries"].append({"transport": transport, "id": qid, "sport": sport, "qname": qname, "qtype": qtype,
+                                 "time": round(time.time(), 3)})
         n = state["udp"] + state["tcp"]
         save()
     good_ip = bytes([192, 0, 2, (n - 1) % 254 + 1])
