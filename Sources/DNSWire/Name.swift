@@ -25,16 +25,19 @@ public enum DNSName {
     }
 
     /// Skips a possibly compressed name and validates it fully: every pointer must point
-    /// before the previous jump target (which rules out loops), labels ≤ 63 and the
+    /// before the previous jump target (which rules out loops), the bytes read after a jump
+    /// must all lie before that pointer (a compressed name only reuses names written
+    /// earlier, so it never reaches into its own record or past it), labels ≤ 63 and the
     /// expanded name ≤ 255 bytes. Leaves the cursor just after the name's own bytes.
     @inlinable
     public static func skip(_ c: inout WireCursor) {
         var pos = c.offset
         var end = -1            // where the cursor continues once the first pointer is taken
         var limit = pos         // every jump must land strictly before this
+        var bound = c.count     // every byte read must lie before this: the last pointer taken
         var expanded = 0
         while true {
-            guard pos < c.count else { c.fail(.truncated); return }
+            guard pos < bound else { c.fail(bound < c.count ? .forwardPointer : .truncated); return }
             let len = c.base.load(fromByteOffset: pos, as: UInt8.self)
             if len == 0 {
                 expanded += 1
@@ -43,11 +46,14 @@ public enum DNSName {
             }
             switch len & 0xC0 {
             case 0xC0:
-                guard pos + 1 < c.count else { c.fail(.truncated); return }
+                guard pos + 1 < bound else { c.fail(bound < c.count ? .forwardPointer : .truncated); return }
                 let target = Int(Wire.u16(c.base, pos) & 0x3FFF)
                 if end < 0 { end = pos + 2 }
                 guard target < limit else { c.fail(target >= pos ? .forwardPointer : .pointerLoop); return }
+                // The header is rewritten per client (ID, flags, counts): no name lives there.
+                guard target >= Header.size else { c.fail(.pointerIntoHeader); return }
                 limit = target
+                bound = pos
                 pos = target
             case 0x00:
                 expanded += Int(len) + 1
@@ -70,9 +76,10 @@ public enum DNSName {
         var pos = c.offset
         var end = -1
         var limit = pos
+        var bound = c.count
         var n = 0
         while true {
-            guard pos < c.count else { c.fail(.truncated); return 0 }
+            guard pos < bound else { c.fail(bound < c.count ? .forwardPointer : .truncated); return 0 }
             let len = Int(c.base.load(fromByteOffset: pos, as: UInt8.self))
             if len == 0 {
                 out.storeBytes(of: 0, toByteOffset: n, as: UInt8.self)
@@ -81,17 +88,19 @@ public enum DNSName {
                 break
             }
             if len & 0xC0 == 0xC0 {
-                guard pos + 1 < c.count else { c.fail(.truncated); return 0 }
+                guard pos + 1 < bound else { c.fail(bound < c.count ? .forwardPointer : .truncated); return 0 }
                 let target = Int(Wire.u16(c.base, pos) & 0x3FFF)
                 if end < 0 { end = pos + 2 }
                 guard target < limit else { c.fail(target >= pos ? .forwardPointer : .pointerLoop); return 0 }
+                guard target >= Header.size else { c.fail(.pointerIntoHeader); return 0 }
                 limit = target
+                bound = pos
                 pos = target
                 continue
             }
             guard len & 0xC0 == 0 else { c.fail(.badLabelType); return 0 }
             guard n + len + 2 <= maxLength else { c.fail(.nameTooLong); return 0 }
-            guard pos + 1 + len <= c.count else { c.fail(.truncated); return 0 }
+            guard pos + 1 + len <= bound else { c.fail(bound < c.count ? .forwardPointer : .truncated); return 0 }
             out.storeBytes(of: UInt8(len), toByteOffset: n, as: UInt8.self)
             if fold {
                 for i in 0..<len {

@@ -7,6 +7,9 @@ public struct ResponseInfo: Sendable {
     public var qtype: UInt16 = 0
     public var qclass: UInt16 = 0
     public var questionEnd: Int = 0
+    /// Offset just past the last record. Bytes after it (padding, garbage) belong to no
+    /// record: a copy that keeps them and then appends an OPT record makes the OPT unreadable.
+    public var end: Int = 0
     public var answerCount: Int = 0
     /// Smallest TTL over answer, authority and additional records (OPT excluded); nil when there are none.
     public var minTTL: UInt32? = nil
@@ -81,6 +84,7 @@ public enum ResponseParser {
             }
             i += 1
         }
+        r.end = c.offset
         return r
     }
 
@@ -89,8 +93,10 @@ public enum ResponseParser {
     @inlinable
     public static func ageTTLs(_ p: UnsafeMutableRawPointer, count: Int, questionEnd: Int,
                                elapsed: UInt32, override: UInt32? = nil) {
-        let total = Header.count(p, Header.ancountOffset) + Header.count(p, Header.nscountOffset)
-            + Header.count(p, Header.arcountOffset)
+        // Only the additional section's OPT is not a record with a TTL (as in `parse`): a
+        // type-41 record in the answer or authority section is aged like any other.
+        let additionalFrom = Header.count(p, Header.ancountOffset) + Header.count(p, Header.nscountOffset)
+        let total = additionalFrom + Header.count(p, Header.arcountOffset)
         var c = WireCursor(UnsafeRawPointer(p), count: count, offset: questionEnd)
         var i = 0
         while i < total && c.ok {
@@ -102,7 +108,7 @@ public enum ResponseParser {
             let rdlen = Int(c.u16())
             c.skip(rdlen)
             guard c.ok else { return }
-            if type != RRType.opt {
+            if type != RRType.opt || i < additionalFrom {
                 let new: UInt32
                 if let o = override { new = o } else { new = ttl > elapsed ? ttl - elapsed : 0 }
                 Wire.put32(p, at, new)
@@ -116,8 +122,8 @@ public enum ResponseParser {
     /// when there are more than `max` records or the message does not walk cleanly.
     public static func ttlOffsets(_ p: UnsafeRawPointer, count: Int, questionEnd: Int,
                                   into out: UnsafeMutablePointer<UInt16>, max: Int) -> Int {
-        let total = Header.count(p, Header.ancountOffset) + Header.count(p, Header.nscountOffset)
-            + Header.count(p, Header.arcountOffset)
+        let additionalFrom = Header.count(p, Header.ancountOffset) + Header.count(p, Header.nscountOffset)
+        let total = additionalFrom + Header.count(p, Header.arcountOffset)
         var c = WireCursor(p, count: count, offset: questionEnd)
         var n = 0
         var i = 0
@@ -130,7 +136,7 @@ public enum ResponseParser {
             let rdlen = Int(c.u16())
             c.skip(rdlen)
             guard c.ok else { return -1 }
-            if type != RRType.opt {
+            if type != RRType.opt || i < additionalFrom {
                 if n == max || at > Int(UInt16.max) { return -1 }
                 out[n] = UInt16(at)
                 n += 1
@@ -140,13 +146,40 @@ public enum ResponseParser {
         return n
     }
 
-    /// Removes bytes `start..<end` (one record of the additional section) from a message of
-    /// `count` bytes and decrements ARCOUNT. Returns the new length.
+    /// Removes the additional section's OPT record, bytes `start..<end` as `parse` found
+    /// them, from a message of `count` bytes, and fixes ARCOUNT. Returns the new length.
+    ///
+    /// The OPT is normally the last record, and then this only cuts it off. Anything after
+    /// it is cut off with it: in practice a TSIG or SIG(0) record, which no longer verifies
+    /// once the answer goes out under another ID, or bytes that are no record at all.
+    /// Moving later records down instead would corrupt every compression pointer into them
+    /// (e.g. a second glue record whose owner name points at the first one's).
     @inlinable
     public static func removeAdditional(_ p: UnsafeMutableRawPointer, count: Int, start: Int, end: Int) -> Int {
-        let tail = count - end
-        if tail > 0 { (p + start).copyMemory(from: p + end, byteCount: tail) }
-        Wire.put16(p, Header.arcountOffset, UInt16(Header.count(p, Header.arcountOffset) - 1))
-        return count - (end - start)
+        let additional = Header.count(p, Header.arcountOffset)
+        if end < count {
+            // Count the records before the OPT: those stay.
+            var c = WireCursor(UnsafeRawPointer(p), count: start, offset: Header.size)
+            _ = DNSName.scanUncompressed(&c)
+            c.skip(4)
+            var records = 0
+            while c.ok && c.offset < start {
+                DNSName.skip(&c)
+                c.skip(8)
+                c.skip(Int(c.u16()))
+                records += 1
+            }
+            let kept = records - Header.count(p, Header.ancountOffset) - Header.count(p, Header.nscountOffset)
+            if c.ok && c.offset == start && kept >= 0 && kept < additional {
+                Wire.put16(p, Header.arcountOffset, UInt16(kept))
+                return start
+            }
+            // Not a record boundary that `parse` reported: remove just these bytes.
+            (p + start).copyMemory(from: p + end, byteCount: count - end)
+            Wire.put16(p, Header.arcountOffset, UInt16(additional - 1))
+            return count - (end - start)
+        }
+        Wire.put16(p, Header.arcountOffset, UInt16(additional - 1))
+        return start
     }
 }

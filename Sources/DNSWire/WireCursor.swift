@@ -12,6 +12,7 @@ public enum WireError: UInt8, Error, Sendable, CustomStringConvertible {
     case duplicateOPT
     case badOPT
     case countMismatch
+    case pointerIntoHeader
 
     public var description: String {
         switch self {
@@ -25,6 +26,7 @@ public enum WireError: UInt8, Error, Sendable, CustomStringConvertible {
         case .duplicateOPT: return "more than one OPT record"
         case .badOPT: return "OPT record is not owned by the root name"
         case .countMismatch: return "section counts do not match the message length"
+        case .pointerIntoHeader: return "compression pointer into the header"
         }
     }
 }

@@ -192,10 +192,10 @@ extension Worker {
 
     // MARK: upstream TCP (retry after TC=1)
 
-    func startUpstreamTCP(server: Int, token: UInt64, _ bytes: UnsafeRawPointer, _ count: Int) {
+    func startUpstreamTCP(to server: Endpoint, token: UInt64, _ bytes: UnsafeRawPointer, _ count: Int) {
         let q = UpstreamTCPQuery(worker: self, token: token, query: UnsafeRawBufferPointer(start: bytes, count: count))
         do {
-            try q.start(serverAddresses[server])
+            try q.start(SocketAddress(server))
             upstreamTCP[q.fd] = q
         } catch {
             var io = WorkerIO(worker: self)

@@ -41,8 +41,6 @@ final class Worker {
     /// Upstream UDP sockets per family: [0] IPv4, [1] IPv6 (empty when no server uses it).
     var upstreamFDs: [[Int32]] = [[], []]
     var upstreamEvents: [OpaquePointer] = []
-    /// sockaddr of every upstream server, by server index.
-    var serverAddresses: [SocketAddress] = []
     let recvBatch: UDPBatch
     let sendBatch: UDPBatch
     /// Unretained views for the per-packet path (the strong references above keep them alive).
@@ -78,7 +76,6 @@ final class Worker {
         upstreamBatch = UDPBatch(capacity: 16, bufferSize: 8192)
         tcpOut = .allocate(byteCount: 65_537, alignment: 8)
         stopFD = try Sys.eventfd()
-        serverAddresses = plan.servers.map(SocketAddress.init)
         connections = Array(repeating: nil, count: options.maxTCPConnections)
         connectionGenerations = Array(repeating: 0, count: options.maxTCPConnections)
         freeConnectionSlots = Array((0..<options.maxTCPConnections).reversed())
@@ -123,16 +120,34 @@ final class Worker {
             try Sys.listen(t, 1024)
             tcpListenFDs.append(t)
         }
+        try openUpstreamSockets(for: plan)
+    }
+
+    /// Opens the upstream UDP sockets of each address family the plan's servers use and
+    /// that are not open yet (a reload may add an IPv6 upstream). Returns the new ones.
+    @discardableResult
+    func openUpstreamSockets(for plan: ForwardingPlan) throws -> [Int32] {
         var needs = [false, false]
         for s in plan.servers { needs[s.address.family == .v4 ? 0 : 1] = true }
-        for fam in 0..<2 where needs[fam] {
+        var opened: [Int32] = []
+        for fam in 0..<2 where needs[fam] && upstreamFDs[fam].isEmpty {
             for _ in 0..<options.upstreamSockets {
                 let fd = try Sys.socket(fam == 0 ? AF_INET : AF_INET6, Int32(SOCK_DGRAM.rawValue))
                 try? Sys.setOption(fd, SOL_SOCKET, SO_RCVBUF, options.socketBufferBytes, "SO_RCVBUF")
                 // Port 0: the kernel picks a random ephemeral port for each socket.
                 upstreamFDs[fam].append(fd)
+                opened.append(fd)
             }
         }
+        return opened
+    }
+
+    func registerUpstream(_ fd: Int32) {
+        let ev = base.event(fd: fd, flags: Event.read | Event.persist, { fd, _, arg in
+            Unmanaged<Worker>.fromOpaque(arg!).takeUnretainedValue().onUpstreamReadable(fd)
+        }, unmanaged)
+        upstreamEvents.append(ev)
+        Event.add(ev)
     }
 
     func configureListener(_ fd: Int32, _ ep: Endpoint) throws {
@@ -159,17 +174,8 @@ final class Worker {
             tcpListenEvents.append(ev)
             Event.add(ev)
         }
-        for fam in 0..<2 {
-            for (i, fd) in upstreamFDs[fam].enumerated() {
-                // The socket index the forwarder knows is the position within its family's list.
-                _ = i
-                let ev = base.event(fd: fd, flags: Event.read | Event.persist, { fd, _, arg in
-                    Unmanaged<Worker>.fromOpaque(arg!).takeUnretainedValue().onUpstreamReadable(fd)
-                }, unmanaged)
-                upstreamEvents.append(ev)
-                Event.add(ev)
-            }
-        }
+        // The socket number the forwarder picks is the position within each family's list.
+        for fam in 0..<2 { for fd in upstreamFDs[fam] { registerUpstream(fd) } }
         let t = base.event(fd: -1, flags: Event.persist, { _, _, arg in
             Unmanaged<Worker>.fromOpaque(arg!).takeUnretainedValue().onTimer()
         }, unmanaged)
@@ -333,13 +339,12 @@ final class Worker {
     }
 
     @inline(__always)
-    func sendUpstream(socket: Int, server: Int, _ bytes: UnsafeRawPointer, _ count: Int) {
-        let addr = serverAddresses[server]
-        let fam = addr.family == AF_INET ? 0 : 1
+    func sendUpstream(socket: Int, to server: Endpoint, _ bytes: UnsafeRawPointer, _ count: Int) {
+        let fam = server.address.family == .v4 ? 0 : 1
         let fds = upstreamFDs[fam]
         guard !fds.isEmpty else { return }
         let fd = fds[socket % fds.count]
-        var a = addr
+        var a = SocketAddress(server)
         _ = withUnsafePointer(to: &a.storage) {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { try? Sys.sendto(fd, bytes, count, $0, a.length) }
         }
@@ -371,11 +376,11 @@ struct WorkerIO: ForwarderIO {
     }
 
     @inline(__always)
-    mutating func sendUDP(socket: Int, server: Int, _ bytes: UnsafeRawPointer, _ count: Int) {
-        ref._withUnsafeGuaranteedRef { $0.sendUpstream(socket: socket, server: server, bytes, count) }
+    mutating func sendUDP(socket: Int, to server: Endpoint, _ bytes: UnsafeRawPointer, _ count: Int) {
+        ref._withUnsafeGuaranteedRef { $0.sendUpstream(socket: socket, to: server, bytes, count) }
     }
 
-    mutating func sendTCP(server: Int, token: UInt64, _ bytes: UnsafeRawPointer, _ count: Int) {
-        ref._withUnsafeGuaranteedRef { $0.startUpstreamTCP(server: server, token: token, bytes, count) }
+    mutating func sendTCP(to server: Endpoint, token: UInt64, _ bytes: UnsafeRawPointer, _ count: Int) {
+        ref._withUnsafeGuaranteedRef { $0.startUpstreamTCP(to: server, token: token, bytes, count) }
     }
 }

@@ -1,3 +1,5 @@
+import NetAddress
+
 /// How a query arrived, so its answer can go back the same way.
 public enum Transport: UInt8, Sendable {
     case udp, tcp
@@ -22,11 +24,11 @@ public struct ClientHandle: Sendable {
 public protocol ForwarderIO {
     /// Send an answer to a client.
     mutating func reply(_ client: ClientHandle, _ bytes: UnsafeRawPointer, _ count: Int)
-    /// Send a query to upstream server `server` from upstream UDP socket `socket`.
-    mutating func sendUDP(socket: Int, server: Int, _ bytes: UnsafeRawPointer, _ count: Int)
+    /// Send a query to upstream `server` from upstream UDP socket number `socket`.
+    mutating func sendUDP(socket: Int, to server: Endpoint, _ bytes: UnsafeRawPointer, _ count: Int)
     /// Send a query to `server` over TCP; answer with `Forwarder.handleTCPResponse(token:…)`
     /// or `Forwarder.tcpFailed(token:…)`.
-    mutating func sendTCP(server: Int, token: UInt64, _ bytes: UnsafeRawPointer, _ count: Int)
+    mutating func sendTCP(to server: Endpoint, token: UInt64, _ bytes: UnsafeRawPointer, _ count: Int)
 }
 
 /// A small, fast generator (xoshiro256**) for query IDs and socket choice. Seeded from
@@ -79,6 +81,8 @@ public struct ForwarderCounters: Sendable {
     public var dropped: UInt64 = 0
     public var overloaded: UInt64 = 0
     public var truncated: UInt64 = 0
+    /// Queries sent to check whether a server marked down is back.
+    public var probes: UInt64 = 0
 
     public init() {}
 }

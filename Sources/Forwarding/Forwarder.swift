@@ -10,7 +10,12 @@ import PacketCache
 /// All per-query state lives in fixed tables allocated once (`maxPending` in-flight
 /// upstream queries, `maxWaiters` waiting clients), so the query path allocates nothing.
 public final class Forwarder {
+    /// The plan new queries use. Queries in flight keep the plan they started with (see
+    /// `install`), so a reload never sends half a query's retries to a different server list.
     public private(set) var plan: ForwardingPlan
+    /// Per-plan server state; slots stay until the last query using them finishes.
+    @usableFromInline var states: [UpstreamHealth?]
+    @usableFromInline var currentSlot = 0
     public let cache: PacketCache
     /// The plan's hot parts, held without reference counting for the query path; `plan`
     /// keeps them alive.
@@ -41,6 +46,9 @@ public final class Forwarder {
         var lastWasError = false
         var nameLength: Int32 = 0
         var group: Int32 = 0
+        var planSlot: Int32 = 0
+        var sentAt: UInt64 = 0
+        var probe = false
         var server: Int32 = 0
         var serverPos: Int32 = 0
         var errors: Int32 = 0
@@ -85,6 +93,8 @@ public final class Forwarder {
     @usableFromInline let bucketMask: Int
     /// Where answers are assembled before `reply`; large enough for any TCP message.
     @usableFromInline let scratch: UnsafeMutableRawPointer
+    /// Answers sent, by rcode (low 4 bits), for metrics.
+    public let rcodes = UnsafeMutablePointer<UInt64>.allocate(capacity: 16)
     @usableFromInline static let scratchSize = 65_535 + 512
     /// Clients coalesced onto one upstream query at most; beyond that, a new query is sent.
     @usableFromInline static let maxWaitersPerQuery: Int32 = 512
@@ -92,6 +102,7 @@ public final class Forwarder {
     public init(plan: ForwardingPlan, cache: PacketCache, random: FastRandom,
                 maxPending: Int = 4096, maxWaiters: Int = 16384, upstreamSockets: Int = 32) {
         self.plan = plan
+        self.states = [UpstreamHealth(plan: plan)]
         self.cache = cache
         self.cacheRef = Unmanaged.passUnretained(cache)
         self.router = Unmanaged.passUnretained(plan.router)
@@ -118,16 +129,42 @@ public final class Forwarder {
         scratch = .allocate(byteCount: Forwarder.scratchSize, alignment: 8)
         for i in stride(from: maxPending - 1, through: 0, by: -1) { pending[i].next = freePending; freePending = Int32(i) }
         for i in stride(from: maxWaiters - 1, through: 0, by: -1) { waiters[i].next = freeWaiters; freeWaiters = Int32(i) }
+        rcodes.initialize(repeating: 0, count: 16)
     }
 
     deinit {
         pending.deinitialize(count: maxPending); pending.deallocate()
         waiters.deinitialize(count: maxWaiters); waiters.deallocate()
         pendingNames.deallocate(); waiterNames.deallocate()
-        flightBuckets.deallocate(); idBuckets.deallocate(); scratch.deallocate()
+        flightBuckets.deallocate(); idBuckets.deallocate(); scratch.deallocate(); rcodes.deallocate()
     }
 
     public var inFlight: Int { pendingInUse }
+
+    /// Server health and statistics for the current plan.
+    public var health: UpstreamHealth { states[currentSlot]! }
+
+    /// Switches new queries to `newPlan` (a reload). The cache is untouched; queries in
+    /// flight finish against the plan and servers they started with.
+    public func install(_ newPlan: ForwardingPlan) {
+        let state = UpstreamHealth(plan: newPlan)
+        if let free = states.indices.first(where: { $0 != currentSlot && (states[$0] == nil || states[$0]!.users == 0) }) {
+            states[free] = state
+            currentSlot = free
+        } else {
+            states.append(state)
+            currentSlot = states.count - 1
+        }
+        for k in states.indices where k != currentSlot && states[k]?.users == 0 { states[k] = nil }
+        plan = newPlan
+        router = Unmanaged.passUnretained(newPlan.router)
+        access = Unmanaged.passUnretained(newPlan.access)
+        maxUDPSize = newPlan.maxUDPSize
+        prefetch = newPlan.cache.prefetch
+    }
+
+    /// The state (plan and server health) an in-flight query belongs to.
+    func state(_ i: Int) -> UpstreamHealth { states[Int(pending[i].planSlot)]! }
 
     /// Milliseconds until the earliest deadline, for the loop's timer; nil when idle.
     public func nextDeadline() -> UInt64? {
@@ -169,7 +206,7 @@ public final class Forwarder {
                                  clientName: p + Header.size, nameLength: q.nameLength, hasEDNS: q.hasEDNS,
                                  dnssecOK: q.dnssecOK, udpLimit: udpLimit, age: hit.age, ttlOverride: nil,
                                  ttlCount: hit.ttlCount)
-            io.reply(client, scratch, n)
+            emit(client, scratch, n, &io)
             if hit.wantsRefresh && prefetch {
                 counters.prefetches &+= 1
                 if findFlight(key) < 0 { _ = startQuery(key, group: group, now: now, staleAvailable: true, io: &io) }
@@ -201,8 +238,14 @@ public final class Forwarder {
         case .servFail: counters.servfail &+= 1
         default: break
         }
-        let n = ResponseWriter.error(query: p, info: q, rcode: rcode, into: scratch, maxUDPSize: plan.maxUDPSize)
-        io.reply(client, scratch, n)
+        let n = ResponseWriter.error(query: p, info: q, rcode: rcode, into: scratch, maxUDPSize: maxUDPSize)
+        emit(client, scratch, n, &io)
+    }
+
+    @inline(__always)
+    func emit<IO: ForwarderIO>(_ client: ClientHandle, _ bytes: UnsafeMutableRawPointer, _ n: Int, _ io: inout IO) {
+        rcodes[Int(Header.flags(bytes) & Header.rcodeMask)] &+= 1
+        io.reply(client, bytes, n)
     }
 
     func addWaiter(slot: Int32, client: ClientHandle, q: QueryInfo, name: UnsafeRawPointer, udpLimit: UInt16) -> Bool {
@@ -277,13 +320,14 @@ public final class Forwarder {
 
     /// Allocates an in-flight query for `key` and sends its first attempt. -1 when full.
     func startQuery<IO: ForwarderIO>(_ key: CacheKey, group: Int, now: UInt64, staleAvailable: Bool,
-                                     io: inout IO) -> Int32 {
+                                     probeServer: Int = -1, io: inout IO) -> Int32 {
         let s = freePending
         guard s >= 0 else { return -1 }
         let i = Int(s)
         freePending = pending[i].next
         pendingInUse += 1
-        let g = plan.groups[group]
+        let st = states[currentSlot]!
+        let g = st.plan.groups[group]
         let gen = pending[i].generation &+ 1
         pending[i] = Pending()
         pending[i].inUse = true
@@ -294,11 +338,24 @@ public final class Forwarder {
         pending[i].keyFlags = key.flags
         pending[i].nameLength = Int32(key.nameLength)
         pending[i].group = Int32(group)
-        pending[i].serverPos = 0
-        pending[i].server = Int32(g.servers.first ?? -1)
+        pending[i].planSlot = Int32(currentSlot)
+        st.users += 1
+        st.groupQueries[group] &+= 1
+        let pos = st.firstChoice(g)
+        pending[i].serverPos = Int32(pos)
+        pending[i].server = Int32(g.servers.isEmpty ? -1 : g.servers[pos])
         pending[i].staleAvailable = staleAvailable
-        pending[i].giveUpAt = now + plan.queryTimeoutMs
+        pending[i].giveUpAt = now + st.plan.queryTimeoutMs
         DNSName.copyLowercased(from: key.name, to: pendingNames + i * 256, length: key.nameLength)
+        if probeServer >= 0 {
+            // A probe is pinned to one server, gets one attempt and joins no flight.
+            pending[i].probe = true
+            pending[i].server = Int32(probeServer)
+            pending[i].giveUpAt = now + st.plan.upstreamTimeoutMs
+            pending[i].flightNext = -1
+            sendAttempt(s, now: now, io: &io)
+            return s
+        }
         let b = Int(truncatingIfNeeded: key.hash) & bucketMask
         pending[i].flightNext = flightBuckets[b]
         flightBuckets[b] = s
@@ -326,7 +383,7 @@ public final class Forwarder {
         (m + Header.size).copyMemory(from: pendingNames + s * 256, byteCount: nl)
         Wire.put16(m, Header.size + nl, e.qtype)
         Wire.put16(m, Header.size + nl + 2, e.qclass)
-        return ResponseWriter.appendOPT(m, at: Header.size + nl + 4, udpSize: plan.upstreamUDPSize,
+        return ResponseWriter.appendOPT(m, at: Header.size + nl + 4, udpSize: state(s).plan.upstreamUDPSize,
                                         dnssecOK: e.keyFlags & CacheKey.dnssecOK != 0)
     }
 
@@ -340,11 +397,15 @@ public final class Forwarder {
         pending[i].upstreamID = id
         pending[i].overTCP = false
         registerID(s)
-        pending[i].deadline = min(now + plan.upstreamTimeoutMs, pending[i].giveUpAt)
+        let st = state(i)
+        pending[i].deadline = min(now + st.plan.upstreamTimeoutMs, pending[i].giveUpAt)
+        pending[i].sentAt = now
         appendTimeout(s)
         let n = buildUpstreamQuery(i, id: id)
         counters.upstreamQueries &+= 1
-        io.sendUDP(socket: Int(socket), server: Int(pending[i].server), scratch, n)
+        let server = Int(pending[i].server)
+        st.queries[server] &+= 1
+        io.sendUDP(socket: Int(socket), to: st.plan.servers[server], scratch, n)
     }
 
     func idBucket(socket: Int32, id: UInt16) -> Int {
@@ -402,7 +463,9 @@ public final class Forwarder {
         unregisterID(s)
         removeTimeout(s)
         let b = Int(truncatingIfNeeded: pending[i].hash) & bucketMask
-        if flightBuckets[b] == s {
+        if pending[i].probe {
+            // Probes never joined the flight index.
+        } else if flightBuckets[b] == s {
             flightBuckets[b] = pending[i].flightNext
         } else {
             var p = flightBuckets[b]
@@ -418,7 +481,13 @@ public final class Forwarder {
             freeWaiters = w
             w = n
         }
+        let slot = Int(pending[i].planSlot)
+        if let st = states[slot] {
+            st.users -= 1
+            if st.users == 0 && slot != currentSlot { states[slot] = nil }
+        }
         pending[i].inUse = false
+        pending[i].probe = false
         pending[i].generation &+= 1
         pending[i].firstWaiter = -1
         pending[i].next = freePending
@@ -437,7 +506,7 @@ public final class Forwarder {
         guard count >= Header.size else { counters.mismatched &+= 1; return }
         let s = findID(socket: Int32(socket), id: Header.id(p))
         guard s >= 0 else { counters.mismatched &+= 1; return }
-        let server = plan.servers[Int(pending[Int(s)].server)]
+        let server = state(Int(s)).plan.servers[Int(pending[Int(s)].server)]
         guard server.address == source && server.port == port else { counters.mismatched &+= 1; return }
         handleResponse(s, p, count: count, now: now, io: &io)
     }
@@ -475,8 +544,16 @@ public final class Forwarder {
             counters.mismatched &+= 1
             return
         }
+        let st = state(i)
+        st.answered(Int(e.server), rttMs: now >= e.sentAt ? now - e.sentAt : 0)
+        if e.probe {
+            // The server answered: it is up again. Probes are never cached or delivered.
+            release(s)
+            return
+        }
         guard r.ok else {
             counters.upstreamErrors &+= 1
+            st.errors[Int(e.server)] &+= 1
             return attemptFailed(s, now: now, io: &io, error: true)
         }
         if r.truncated && !e.overTCP {
@@ -485,17 +562,19 @@ public final class Forwarder {
             unregisterID(s)
             removeTimeout(s)
             pending[i].overTCP = true
-            pending[i].deadline = min(now + plan.upstreamTimeoutMs, pending[i].giveUpAt)
+            pending[i].deadline = min(now + st.plan.upstreamTimeoutMs, pending[i].giveUpAt)
+            pending[i].sentAt = now
             appendTimeout(s)
             let n = buildUpstreamQuery(i, id: e.upstreamID)
             let token = UInt64(pending[i].generation) << 32 | UInt64(UInt32(bitPattern: s))
-            io.sendTCP(server: Int(e.server), token: token, scratch, n)
+            io.sendTCP(to: st.plan.servers[Int(e.server)], token: token, scratch, n)
             return
         }
         let rcode = r.rcode | UInt16(r.extendedRCodeHigh) << 4
         if rcode == RCode.servFail.rawValue || rcode == RCode.refused.rawValue || rcode == RCode.notImp.rawValue
             || rcode > 15 {
             counters.upstreamErrors &+= 1
+            st.errors[Int(e.server)] &+= 1
             return attemptFailed(s, now: now, io: &io, error: true)
         }
         // Canonical form for the cache and for every waiter: no OPT, ID 0.
@@ -504,9 +583,9 @@ public final class Forwarder {
         Wire.put16(p, Header.idOffset, 0)
         let key = CacheKey(name: pendingNames + i * 256, nameLength: Int(e.nameLength), qtype: e.qtype,
                            qclass: e.qclass, flags: e.keyFlags)
-        if let ttl = cacheTTL(r, rcode: rcode), !r.truncated {
+        if let ttl = cacheTTL(r, rcode: rcode, policy: st.plan.cache), !r.truncated {
             cache.insert(key, message: p, length: n, questionEnd: r.questionEnd, ttl: ttl,
-                         staleWindow: plan.groups[Int(e.group)].staleWindow, now: Forwarder.seconds(now))
+                         staleWindow: st.plan.groups[Int(e.group)].staleWindow, now: Forwarder.seconds(now))
         }
         deliver(s, message: p, length: n, questionEnd: r.questionEnd, age: 0, ttlOverride: nil, io: &io)
         release(s)
@@ -514,8 +593,7 @@ public final class Forwarder {
 
     /// How long an answer may be cached, or nil when it must not be (RFC 2308 for
     /// negative answers: the SOA's TTL capped by its MINIMUM).
-    func cacheTTL(_ r: ResponseInfo, rcode: UInt16) -> UInt32? {
-        let policy = plan.cache
+    func cacheTTL(_ r: ResponseInfo, rcode: UInt16, policy: CachePolicy) -> UInt32? {
         let negative = rcode == RCode.nxDomain.rawValue || (rcode == 0 && r.answerCount == 0)
         if negative {
             let t = r.negativeTTL ?? policy.negativeTTLWithoutSOA
@@ -539,7 +617,7 @@ public final class Forwarder {
                                  clientName: waiterNames + Int(w) * 256, nameLength: Int(pending[Int(s)].nameLength),
                                  hasEDNS: wt.hasEDNS, dnssecOK: wt.dnssecOK, udpLimit: wt.udpLimit,
                                  age: age, ttlOverride: ttlOverride, ttlCount: ttlCount)
-            io.reply(wt.client, scratch, n)
+            emit(wt.client, scratch, n, &io)
             w = wt.next
         }
     }
@@ -550,8 +628,36 @@ public final class Forwarder {
     public func expire<IO: ForwarderIO>(now: UInt64, io: inout IO) {
         while timeoutHead >= 0 && pending[Int(timeoutHead)].deadline <= now {
             let s = timeoutHead
-            counters.upstreamTimeouts &+= pending[Int(s)].server >= 0 ? 1 : 0
+            if pending[Int(s)].server >= 0 {
+                counters.upstreamTimeouts &+= 1
+                state(Int(s)).timedOut(Int(pending[Int(s)].server), now: now)
+            }
             attemptFailed(s, now: now, io: &io, error: false)
+        }
+        if now >= nextProbeScan {
+            nextProbeScan = now + 250
+            probeDownServers(now: now, io: &io)
+        }
+    }
+
+    @usableFromInline var nextProbeScan: UInt64 = 0
+
+    /// Sends one probe to every server of the current plan that is marked down and was
+    /// not probed for `probeIntervalMs`; the first answer marks it up again.
+    func probeDownServers<IO: ForwarderIO>(now: UInt64, io: inout IO) {
+        let st = states[currentSlot]!
+        for server in st.plan.servers.indices where st.down[server] && now >= st.lastProbe[server] + UpstreamHealth.probeIntervalMs {
+            guard let g = st.plan.groups.firstIndex(where: { $0.servers.contains(server) }), freePending >= 0 else { return }
+            st.lastProbe[server] = now
+            let group = st.plan.groups[g]
+            let name = group.probeName
+            // The key's name pointer is only read by startQuery's copy.
+            let s = name.withUnsafeBytes { raw -> Int32 in
+                let k = CacheKey(name: raw.baseAddress!, nameLength: name.count, qtype: group.probeType, qclass: 1, flags: 0)
+                return startQuery(k, group: g, now: now, staleAvailable: false, probeServer: server, io: &io)
+            }
+            if s < 0 { return }
+            counters.probes &+= 1
         }
     }
 
@@ -564,7 +670,9 @@ public final class Forwarder {
         removeTimeout(s)
         pending[i].lastWasError = error
         if error { pending[i].errors += 1 }
-        let g = plan.groups[Int(pending[i].group)]
+        if pending[i].probe { return release(s) }
+        let st = state(i)
+        let g = st.plan.groups[Int(pending[i].group)]
         if !error && pending[i].staleAvailable && pending[i].firstWaiter >= 0 {
             if serveStale(s, now: now, io: &io) {
                 // The waiters are answered; the rest of the resolution refreshes the cache.
@@ -576,7 +684,7 @@ public final class Forwarder {
         }
         let everyServerErred = Int(pending[i].errors) >= g.servers.count
         if now < pending[i].giveUpAt && !g.servers.isEmpty && !everyServerErred {
-            let pos = (Int(pending[i].serverPos) + 1) % g.servers.count
+            let pos = st.next(after: Int(pending[i].serverPos), in: g)
             pending[i].serverPos = Int32(pos)
             pending[i].server = Int32(g.servers[pos])
             sendAttempt(s, now: now, io: &io)
@@ -588,13 +696,14 @@ public final class Forwarder {
     func serveStale<IO: ForwarderIO>(_ s: Int32, now: UInt64, io: inout IO) -> Bool {
         let i = Int(s)
         let e = pending[i]
-        guard plan.groups[Int(e.group)].staleWindow > 0 else { return false }
+        let st = state(i)
+        guard st.plan.groups[Int(e.group)].staleWindow > 0 else { return false }
         let key = CacheKey(name: pendingNames + i * 256, nameLength: Int(e.nameLength), qtype: e.qtype,
                            qclass: e.qclass, flags: e.keyFlags)
         let nowS = Forwarder.seconds(now)
         let hit = cache.lookup(key, now: nowS, allowStale: true, into: scratch, capacity: Forwarder.scratchSize)
         guard hit.status != .miss else { return false }
-        let staleTTL = plan.cache.staleTTL
+        let staleTTL = st.plan.cache.staleTTL
         if hit.status == .stale {
             counters.staleServed &+= UInt64(e.waiterCount)
             cache.extendStale(key, now: nowS, ttl: staleTTL)
@@ -616,7 +725,8 @@ public final class Forwarder {
     func fail<IO: ForwarderIO>(_ s: Int32, now: UInt64, io: inout IO) {
         let i = Int(s)
         let servedStale = pending[i].firstWaiter >= 0 && serveStale(s, now: now, io: &io)
-        if !servedStale && plan.cache.servfailTTL > 0 {
+        let policy = state(i).plan.cache
+        if !servedStale && policy.servfailTTL > 0 {
             let e = pending[i]
             let m = scratch
             let nl = Int(e.nameLength)
@@ -631,7 +741,7 @@ public final class Forwarder {
             Wire.put16(m, Header.size + nl + 2, e.qclass)
             let key = CacheKey(name: pendingNames + i * 256, nameLength: nl, qtype: e.qtype, qclass: e.qclass, flags: e.keyFlags)
             cache.insert(key, message: m, length: Header.size + nl + 4, questionEnd: Header.size + nl + 4,
-                         ttl: plan.cache.servfailTTL, staleWindow: 0, now: Forwarder.seconds(now))
+                         ttl: policy.servfailTTL, staleWindow: 0, now: Forwarder.seconds(now))
         }
         if pending[i].firstWaiter >= 0 && !servedStale {
             var w = pending[i].firstWaiter
@@ -652,7 +762,7 @@ public final class Forwarder {
                 var n = Header.size + nl + 4
                 if wt.hasEDNS { n = ResponseWriter.appendOPT(m, at: n, udpSize: maxUDPSize, dnssecOK: wt.dnssecOK) }
                 counters.servfail &+= 1
-                io.reply(wt.client, m, n)
+                emit(wt.client, m, n, &io)
                 w = wt.next
             }
         }

@@ -15,12 +15,20 @@ public struct ServerGroup: Sendable {
     public let servers: [Int]
     /// Seconds an expired answer may still be served when every server fails (RFC 8767).
     public let staleWindow: UInt32
+    /// The question sent to check that a server marked down is back: for a cluster zone
+    /// `kubernetes.default.svc.<zone>. A` (every cluster has that service), for others
+    /// `<zone>. SOA`, for the public upstreams `. NS`.
+    public let probeName: [UInt8]
+    public let probeType: UInt16
 
-    public init(name: String, kind: ZoneKind, servers: [Int], staleWindow: UInt32) {
+    public init(name: String, kind: ZoneKind, servers: [Int], staleWindow: UInt32,
+                probeName: [UInt8] = [0], probeType: UInt16 = RRType.ns) {
         self.name = name
         self.kind = kind
         self.servers = servers
         self.staleWindow = staleWindow
+        self.probeName = probeName
+        self.probeType = probeType
     }
 }
 

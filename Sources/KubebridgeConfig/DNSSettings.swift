@@ -173,9 +173,11 @@ public struct DNSSettings: Sendable {
         guard !clusterDNS.isEmpty else { throw PlanError(description: "no cluster DNS servers: set 'cluster-dns' (or --cluster-dns)") }
         let staleCluster = UInt32(staleWindowCluster / 1000)
         let stalePublic = UInt32(staleWindowPublic / 1000)
+        let clusterProbe = (try? DNSName.wire(fromText: "kubernetes.default.svc." + (clusterZones.first ?? "cluster.local"))) ?? [0]
         var groups: [ServerGroup] = [
             ServerGroup(name: "upstream", kind: .upstream, servers: ups.map(index), staleWindow: stalePublic),
-            ServerGroup(name: "cluster", kind: .cluster, servers: clusterDNS.map(index), staleWindow: staleCluster),
+            ServerGroup(name: "cluster", kind: .cluster, servers: clusterDNS.map(index), staleWindow: staleCluster,
+                        probeName: clusterProbe, probeType: RRType.a),
         ]
         let router = ZoneRouter(defaultGroup: 0)
         func add(_ zone: String, _ group: Int) throws {
@@ -190,7 +192,8 @@ public struct DNSSettings: Sendable {
             }
         }
         for f in forward {
-            groups.append(ServerGroup(name: f.zone, kind: .forward, servers: f.servers.map(index), staleWindow: stalePublic))
+            groups.append(ServerGroup(name: f.zone, kind: .forward, servers: f.servers.map(index), staleWindow: stalePublic,
+                                      probeName: (try? DNSName.wire(fromText: f.zone)) ?? [0], probeType: RRType.soa))
             try add(f.zone, groups.count - 1)
         }
         var policy = CachePolicy()

@@ -6,18 +6,18 @@ import PacketCache
 
 /// Records what the forwarder asked the event loop to do.
 struct RecordingIO: ForwarderIO {
-    struct Sent { let socket: Int; let server: Int; let bytes: [UInt8] }
+    struct Sent { let socket: Int; let server: Endpoint; let bytes: [UInt8] }
     var replies: [(ClientHandle, [UInt8])] = []
     var udp: [Sent] = []
-    var tcp: [(server: Int, token: UInt64, bytes: [UInt8])] = []
+    var tcp: [(server: Endpoint, token: UInt64, bytes: [UInt8])] = []
 
     mutating func reply(_ client: ClientHandle, _ bytes: UnsafeRawPointer, _ count: Int) {
         replies.append((client, Array(UnsafeRawBufferPointer(start: bytes, count: count))))
     }
-    mutating func sendUDP(socket: Int, server: Int, _ bytes: UnsafeRawPointer, _ count: Int) {
+    mutating func sendUDP(socket: Int, to server: Endpoint, _ bytes: UnsafeRawPointer, _ count: Int) {
         udp.append(Sent(socket: socket, server: server, bytes: Array(UnsafeRawBufferPointer(start: bytes, count: count))))
     }
-    mutating func sendTCP(server: Int, token: UInt64, _ bytes: UnsafeRawPointer, _ count: Int) {
+    mutating func sendTCP(to server: Endpoint, token: UInt64, _ bytes: UnsafeRawPointer, _ count: Int) {
         tcp.append((server, token, Array(UnsafeRawBufferPointer(start: bytes, count: count))))
     }
 }
@@ -66,7 +66,8 @@ final class ForwarderReplayTests: XCTestCase {
         try router.add(zone: wire("20.172.in-addr.arpa"), group: 1)
         let groups = [
             ServerGroup(name: "upstream", kind: .upstream, servers: [0], staleWindow: 0),
-            ServerGroup(name: "cluster", kind: .cluster, servers: Array(1...cs.count), staleWindow: staleWindow),
+            ServerGroup(name: "cluster", kind: .cluster, servers: Array(1...cs.count), staleWindow: staleWindow,
+                        probeName: wire("kubernetes.default.svc.cluster.local"), probeType: RRType.a),
         ]
         let access = allow.map { AccessList($0.map { try! CIDR(parsing: $0) }) } ?? AccessList.standard
         let plan = ForwardingPlan(servers: servers, groups: groups, router: router, access: access,
@@ -94,7 +95,7 @@ final class ForwarderReplayTests: XCTestCase {
             body(&b, qname)
             b.opt(udpSize: 1232, dnssecOK: false)
         }
-        let src = source ?? f.plan.servers[sent.server]
+        let src = source ?? sent.server
         r.withUnsafeMutableBytes {
             f.handleUDPResponse($0.baseAddress!, count: $0.count, socket: sent.socket, source: src.address, port: src.port, now: now, io: &io)
         }
@@ -106,7 +107,7 @@ final class ForwarderReplayTests: XCTestCase {
         let f = try makeForwarder()
         handle(f, query("Web.Prod.svc.Cluster.Local", id: 0x1111))
         XCTAssertEqual(io.udp.count, 1)
-        XCTAssertEqual(f.plan.servers[io.udp[0].server], cluster)
+        XCTAssertEqual(io.udp[0].server, cluster)
         let up = parse(io.udp[0].bytes)
         XCTAssertNotEqual(up.id, 0x1111, "upstream ID is fresh and random")
         respond(f, to: io.udp[0]) { b, n in b.record(.answer, owner: n, type: 1, ttl: 30, rdata: [172, 21, 0, 10]) }
@@ -129,7 +130,7 @@ final class ForwarderReplayTests: XCTestCase {
         handle(f, query("www.example.test", id: 1))
         handle(f, query("5.3.20.172.in-addr.arpa", type: RRType.ptr, id: 2))
         handle(f, query("notcluster.local", id: 3))
-        XCTAssertEqual(io.udp.map { f.plan.servers[$0.server] }, [upstream, cluster, upstream])
+        XCTAssertEqual(io.udp.map { $0.server }, [upstream, cluster, upstream])
     }
 
     func testIdenticalMissesCoalesce() throws {
@@ -165,14 +166,14 @@ final class ForwarderReplayTests: XCTestCase {
     func testTimeoutFailsOverThenSERVFAILWithinBudget() throws {
         let f = try makeForwarder(clusterServers: [cluster, cluster2])
         handle(f, query("a.cluster.local", id: 5))
-        XCTAssertEqual(f.plan.servers[io.udp[0].server], cluster)
+        XCTAssertEqual(io.udp[0].server, cluster)
         now += 999
         f.expire(now: now, io: &io)
         XCTAssertEqual(io.udp.count, 1)
         now += 1
         f.expire(now: now, io: &io)
         XCTAssertEqual(io.udp.count, 2)
-        XCTAssertEqual(f.plan.servers[io.udp[1].server], cluster2, "next server after a timeout")
+        XCTAssertEqual(io.udp[1].server, cluster2, "next server after a timeout")
         now += 1000; f.expire(now: now, io: &io)
         XCTAssertEqual(io.udp.count, 3)
         XCTAssertEqual(io.replies.count, 0)
@@ -202,7 +203,7 @@ final class ForwarderReplayTests: XCTestCase {
         handle(f, query("b.cluster.local", id: 5))
         respond(f, to: io.udp[0], rcode: RCode.servFail.rawValue)
         XCTAssertEqual(io.udp.count, 2)
-        XCTAssertEqual(f.plan.servers[io.udp[1].server], cluster2)
+        XCTAssertEqual(io.udp[1].server, cluster2)
         respond(f, to: io.udp[1], rcode: RCode.servFail.rawValue)
         XCTAssertEqual(io.replies.count, 1, "every server failed: answer now, no waiting")
         XCTAssertEqual(parse(io.replies[0].1).rcode, RCode.servFail.rawValue)
@@ -347,8 +348,86 @@ final class ForwarderReplayTests: XCTestCase {
         XCTAssertTrue(io.replies.allSatisfy { parse($0.1).rcode == RCode.servFail.rawValue })
         now += 5000; f.expire(now: now, io: &io)
         XCTAssertEqual(f.inFlight, 0)
+        XCTAssertTrue(f.health.down[0], "64 timeouts mark the upstream down")
         handle(f, query("again.example.test", id: 99))
         XCTAssertEqual(io.udp.count, 65, "slots are reusable after expiry")
+    }
+
+    func testDeadServerIsSkippedUntilAProbeSucceeds() throws {
+        let f = try makeForwarder(clusterServers: [cluster, cluster2])
+        // Three queries time out on the first replica (then succeed on the second).
+        for k in 0..<3 {
+            handle(f, query("n\(k).cluster.local", id: UInt16(k)))
+            XCTAssertEqual(io.udp.last!.server, cluster)
+            now += 1000; f.expire(now: now, io: &io)
+            XCTAssertEqual(io.udp.last!.server, cluster2, "k=\(k) sent: \(io.udp.map { $0.server }) replies: \(io.replies.count)")
+            respond(f, to: io.udp.last!) { b, n in b.record(.answer, owner: n, type: 1, ttl: 30, rdata: [1, 2, 3, 4]) }
+        }
+        XCTAssertTrue(f.health.down[1], "replica 1 is down after 3 timeouts")
+        XCTAssertTrue(f.health.ready, "the zone still has a replica up")
+        // New queries go straight to the second replica: no timeout to wait for.
+        handle(f, query("fresh.cluster.local", id: 50))
+        XCTAssertEqual(io.udp.last!.server, cluster2)
+        respond(f, to: io.udp.last!) { b, n in b.record(.answer, owner: n, type: 1, ttl: 30, rdata: [1, 2, 3, 5]) }
+        // A probe for kubernetes.default.svc.cluster.local goes to the dead replica.
+        now += 2500; f.expire(now: now, io: &io)
+        let probe = io.udp.last!
+        XCTAssertEqual(probe.server, cluster)
+        XCTAssertEqual(Array(probe.bytes[12..<(12 + 38)]), wire("kubernetes.default.svc.cluster.local"))
+        respond(f, to: probe) { b, n in b.record(.answer, owner: n, type: 1, ttl: 5, rdata: [10, 96, 0, 1]) }
+        XCTAssertFalse(f.health.down[1], "the answer to the probe brings it back")
+        handle(f, query("after.cluster.local", id: 51))
+        XCTAssertEqual(io.udp.last!.server, cluster, "configured order again")
+        XCTAssertEqual(io.replies.count, 4, "probes are never delivered to clients")
+    }
+
+    func testPublicGroupPrefersTheFastestServer() throws {
+        let fast = Endpoint(address: IPAddress("127.0.0.31")!, port: 53)
+        let slow = Endpoint(address: IPAddress("127.0.0.30")!, port: 53)
+        let router = ZoneRouter(defaultGroup: 0)
+        let plan = ForwardingPlan(servers: [slow, fast], groups: [ServerGroup(name: "upstream", kind: .upstream, servers: [0, 1], staleWindow: 0)],
+                                  router: router, access: .standard, upstreamTimeoutMs: 1000, queryTimeoutMs: 3000)
+        let f = Forwarder(plan: plan, cache: PacketCache(capacityBytes: 1 << 20, shardCount: 2), random: FastRandom(seed: 3),
+                          maxPending: 64, maxWaiters: 256, upstreamSockets: 4)
+        handle(f, query("a.example.test", id: 1))
+        XCTAssertEqual(io.udp.last!.server, slow, "unmeasured servers are tried in order")
+        now += 80
+        respond(f, to: io.udp.last!) { b, n in b.record(.answer, owner: n, type: 1, ttl: 60, rdata: [1, 1, 1, 1]) }
+        handle(f, query("b.example.test", id: 2))
+        XCTAssertEqual(io.udp.last!.server, fast, "the unmeasured one next")
+        now += 5
+        respond(f, to: io.udp.last!) { b, n in b.record(.answer, owner: n, type: 1, ttl: 60, rdata: [1, 1, 1, 2]) }
+        for k in 0..<5 {
+            handle(f, query("c\(k).example.test", id: UInt16(10 + k)))
+            XCTAssertEqual(io.udp.last!.server, fast)
+            respond(f, to: io.udp.last!) { b, n in b.record(.answer, owner: n, type: 1, ttl: 60, rdata: [1, 1, 1, 3]) }
+        }
+        XCTAssertLessThan(f.health.srttMicros[1], f.health.srttMicros[0])
+    }
+
+    func testReloadKeepsInFlightQueriesOnTheirPlan() throws {
+        let f = try makeForwarder()
+        handle(f, query("old.cluster.local", id: 1))
+        let sent = io.udp[0]
+        XCTAssertEqual(sent.server, cluster)
+        // New plan: the cluster zone now goes to cluster2.
+        let router = ZoneRouter(defaultGroup: 0)
+        try router.add(zone: wire("cluster.local"), group: 1)
+        let plan2 = ForwardingPlan(servers: [upstream, cluster2],
+                                   groups: [ServerGroup(name: "upstream", kind: .upstream, servers: [0], staleWindow: 0),
+                                            ServerGroup(name: "cluster", kind: .cluster, servers: [1], staleWindow: 86_400)],
+                                   router: router, access: .standard, upstreamTimeoutMs: 1000, queryTimeoutMs: 3000)
+        f.install(plan2)
+        handle(f, query("new.cluster.local", id: 2))
+        XCTAssertEqual(io.udp[1].server, cluster2)
+        // The old query's answer is still accepted from the old server.
+        respond(f, to: sent) { b, n in b.record(.answer, owner: n, type: 1, ttl: 30, rdata: [9, 9, 9, 9]) }
+        XCTAssertEqual(io.replies.count, 1)
+        XCTAssertEqual(Array(io.replies[0].1.suffix(4)), [9, 9, 9, 9])
+        XCTAssertEqual(f.states.compactMap { $0 }.count, 1, "the old plan is released with its last query")
+        // The cache survived the reload.
+        handle(f, query("old.cluster.local", id: 3))
+        XCTAssertEqual(io.udp.count, 2)
     }
 
     func testPrefetchRefreshesHotEntryOnce() throws {

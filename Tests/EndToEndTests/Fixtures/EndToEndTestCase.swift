@@ -104,8 +104,9 @@ class EndToEndTestCase: XCTestCase {
         return ["--upstream-timeout", "\(upstreamMs)\(unit)", "--query-timeout", "\(queryMs)\(unit)"]
     }
 
-    func startFake(_ mode: FakeDNS.Mode, address: String = "127.0.0.5", port: UInt16 = 0, thenOK: Bool = false) throws -> FakeDNS {
-        let fake = try FakeDNS(mode: mode, address: address, port: port, thenOK: thenOK)
+    func startFake(_ mode: FakeDNS.Mode, address: String = "127.0.0.5", port: UInt16 = 0, thenOK: Bool = false,
+                   extra: [String] = []) throws -> FakeDNS {
+        let fake = try FakeDNS(mode: mode, address: address, port: port, thenOK: thenOK, extraArguments: extra)
         fakes.append(fake)
         return fake
     }

@@ -3,7 +3,7 @@ import Foundation
 /// Runs `fakedns.py`, a scripted UDP+TCP upstream used for faults and query counting.
 final class FakeDNS {
     enum Mode: String {
-        case ok, ad, silent, servfail, tc
+        case ok, ad, silent, servfail, tc, nxdomain
         case wrongID = "wrong-id", wrongPort = "wrong-port", wrongQuestion = "wrong-question"
     }
 
@@ -24,7 +24,10 @@ final class FakeDNS {
         var udp: Int
         var tcp: Int
         var queries: [Query]
+        /// Queries per lower-case name with the trailing dot ("www.example.test.").
+        var counts: [String: Int]?
         var total: Int { udp + tcp }
+        func count(_ name: String) -> Int { counts?[name.lowercased()] ?? 0 }
     }
 
     let mode: Mode
@@ -37,7 +40,10 @@ final class FakeDNS {
     var endpoint: String { address.contains(":") ? "[\(address)]:\(port)" : "\(address):\(port)" }
     var log: String { child.log }
 
-    init(mode: Mode, address: String = "127.0.0.5", port: UInt16 = 0, thenOK: Bool = false) throws {
+    /// `extraArguments`: fakedns.py options such as `--ttl 1`, `--aaaa`, `--delay 500`,
+    /// `--soa-ttl 60 --soa-minimum 3`, `--counts-only` (see the script's docstring).
+    init(mode: Mode, address: String = "127.0.0.5", port: UInt16 = 0, thenOK: Bool = false,
+         extraArguments: [String] = []) throws {
         self.mode = mode
         self.address = address
         directory = try E2E.makeTempDirectory("fakedns-\(mode.rawValue)")
@@ -45,6 +51,7 @@ final class FakeDNS {
         var arguments = [E2E.fakeDNSScript.path, "--mode", mode.rawValue, "--listen", address, "--port", String(port),
                          "--state", stateURL.path]
         if thenOK { arguments.append("--then-ok") }
+        arguments += extraArguments
         child = try ChildProcess(name: "fakedns-\(mode.rawValue)", executable: try E2E.python(), arguments: arguments,
                                  logURL: directory.appendingPathComponent("fakedns.log"))
         let ready = E2E.waitUntil(timeout: 10) { child.log.contains("ready on") || !child.isRunning }

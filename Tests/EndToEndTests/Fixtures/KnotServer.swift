@@ -18,13 +18,14 @@ final class KnotServer {
     var log: String { child.log }
     var isRunning: Bool { child.isRunning }
 
-    /// `zones` maps an origin ("cluster.local") to its zone file text.
-    init(name: String, address: String, zones: [String: String]) throws {
+    /// `zones` maps an origin ("cluster.local") to its zone file text. `port` nil picks a
+    /// free one; a given port restarts a server where a stopped one listened.
+    init(name: String, address: String, port: UInt16? = nil, zones: [String: String]) throws {
         let knotd = try E2E.requireTool("knotd", package: "knot")
         self.name = name
         self.address = address
         self.zones = zones
-        port = try E2E.freePort(host: address)
+        self.port = try port ?? E2E.freePort(host: address)
         directory = try E2E.makeTempDirectory("knot-\(name)")
         let fm = FileManager.default
         for sub in ["run", "db", "zones"] {

@@ -14,22 +14,37 @@ Modes:
   wrong-port     answer A 6.6.6.6 from a different UDP source port (TCP: no answer)
   wrong-question answer A 6.6.6.6 for spoofed.invalid. instead of the asked question
   tc             UDP: TC=1 and no records; TCP: the full ok answer
+  nxdomain       NXDOMAIN with an SOA for the last two labels of the name in the authority
+                 section: TTL --soa-ttl (60), MINIMUM --soa-minimum (3)
 --then-ok makes the wrong-* modes also send the genuine ok answer 50 ms after the spoof.
+--ttl N sets the TTL of ok/ad answers (300). --aaaa makes ok/ad also answer AAAA queries
+(2001:db8::<n>) instead of NODATA. --delay MS sends every answer MS milliseconds late
+from a timer, so other queries are answered (and counted) meanwhile.
+--counts-only records no per-query list, only {"counts": {qname: n}} (and the totals),
+and rewrites the state at most every 50 ms: for floods of tens of thousands of queries.
+"counts" (per lower-case qname) is present in every mode.
 The process exits when its parent dies, so a crashed test run leaves nothing behind.
 """
 import argparse, json, os, socket, struct, sys, threading, time
 
 p = argparse.ArgumentParser()
 p.add_argument("--mode", required=True,
-               choices=["ok", "ad", "silent", "servfail", "wrong-id", "wrong-port", "wrong-question", "tc"])
+               choices=["ok", "ad", "silent", "servfail", "wrong-id", "wrong-port", "wrong-question", "tc", "nxdomain"])
 p.add_argument("--listen", default="127.0.0.1")
 p.add_argument("--port", type=int, default=0)
 p.add_argument("--state", required=True)
 p.add_argument("--then-ok", action="store_true")
+p.add_argument("--ttl", type=int, default=300)
+p.add_argument("--aaaa", action="store_true")
+p.add_argument("--delay", type=int, default=0, help="milliseconds")
+p.add_argument("--soa-ttl", type=int, default=60)
+p.add_argument("--soa-minimum", type=int, default=3)
+p.add_argument("--counts-only", action="store_true")
 args = p.parse_args()
 
 lock = threading.Lock()
-state = {"port": 0, "udp": 0, "tcp": 0, "queries": []}
+state = {"port": 0, "udp": 0, "tcp": 0, "queries": [], "counts": {}}
+dirty = threading.Event()
 SPOOF = bytes([6, 6, 6, 6])
 
 
@@ -70,7 +85,8 @@ def encode_name(name):
     return out + b"\0"
 
 
-def reply(qid, query_flags, question, qtype, rcode=0, answer_ip=None, tc=False, ad=False, opt=False, n=0):
+def reply(qid, query_flags, question, qtype, rcode=0, answer_ip=None, tc=False, ad=False, opt=False, n=0,
+          authority=b"", nscount=0):
     rd = query_flags & 0x0100
     flags = 0x8000 | rd | 0x0080 | rcode  # QR, RD echoed, RA
     if tc:
@@ -80,11 +96,23 @@ def reply(qid, query_flags, question, qtype, rcode=0, answer_ip=None, tc=False, 
     answers = b""
     ancount = 0
     if answer_ip is not None and qtype == 1 and not tc:
-        answers = b"\xc0\x0c" + struct.pack("!HHIH", 1, 1, 300, 4) + answer_ip
+        answers = b"\xc0\x0c" + struct.pack("!HHIH", 1, 1, args.ttl, 4) + answer_ip
+        ancount = 1
+    elif answer_ip is not None and qtype == 28 and args.aaaa and not tc:
+        address = bytes([0x20, 0x01, 0x0d, 0xb8] + [0] * 11 + [answer_ip[3]])
+        answers = b"\xc0\x0c" + struct.pack("!HHIH", 28, 1, args.ttl, 16) + address
         ancount = 1
     additional = b"\x00" + struct.pack("!HHIH", 41, 1232, 0, 0) if opt else b""
-    header = struct.pack("!HHHHHH", qid, flags, 1, ancount, 0, 1 if opt else 0)
-    return header + question + answers + additional
+    header = struct.pack("!HHHHHH", qid, flags, 1, ancount, nscount, 1 if opt else 0)
+    return header + question + answers + authority + additional
+
+
+def soa_record(qname):
+    """SOA of the last two labels of qname: TTL --soa-ttl, MINIMUM --soa-minimum."""
+    zone = ".".join(qname.strip(".").split(".")[-2:]) + "."
+    rdata = encode_name("ns." + zone) + encode_name("hostmaster." + zone) + struct.pack(
+        "!IIIII", 1, 7200, 1800, 86400, args.soa_minimum)
+    return encode_name(zone) + struct.pack("!HHIH", 6, 1, args.soa_ttl, len(rdata)) + rdata
 
 
 def handle(msg, transport, sport):
@@ -96,13 +124,20 @@ def handle(msg, transport, sport):
     qid, qflags = struct.unpack("!HH", msg[:4])
     with lock:
         state[transport] += 1
-        state["queries"].append({"transport": transport, "id": qid, "sport": sport, "qname": qname, "qtype": qtype,
-                                 "time": round(time.time(), 3)})
+        state["counts"][qname] = state["counts"].get(qname, 0) + 1
         n = state["udp"] + state["tcp"]
-        save()
+        if args.counts_only:
+            dirty.set()
+        else:
+            state["queries"].append({"transport": transport, "id": qid, "sport": sport, "qname": qname,
+                                     "qtype": qtype, "time": round(time.time(), 3)})
+            save()
     good_ip = bytes([192, 0, 2, (n - 1) % 254 + 1])
     ok = reply(qid, qflags, question, qtype, answer_ip=good_ip, opt=opt)
     mode = args.mode
+    if mode == "nxdomain":
+        return [(0, reply(qid, qflags, question, qtype, rcode=3, opt=opt, authority=soa_record(qname), nscount=1),
+                 False)]
     if mode == "ok":
         return [(0, ok, False)]
     if mode == "ad":
@@ -156,12 +191,23 @@ state["port"] = udp.getsockname()[1]
 save()
 
 
+def send_later(seconds, send, data):
+    """--delay: answer from a timer thread so the receive loop keeps going."""
+    t = threading.Timer(seconds, send, args=(data,))
+    t.daemon = True
+    t.start()
+
+
 def udp_loop():
     while True:
         msg, peer = udp.recvfrom(65535)
         for delay, data, use_spoof in handle(msg, "udp", peer[1]):
             time.sleep(delay)
-            (spoof_sock if use_spoof else udp).sendto(data, peer)
+            sock = spoof_sock if use_spoof else udp
+            if args.delay:
+                send_later(args.delay / 1000, lambda d, s=sock, p=peer: s.sendto(d, p), data)
+            else:
+                sock.sendto(data, peer)
 
 
 def recv_exact(conn, n):
@@ -185,6 +231,8 @@ def tcp_conn(conn, peer):
                 return
             for delay, data, _ in handle(msg, "tcp", peer[1]):
                 time.sleep(delay)
+                if args.delay:
+                    time.sleep(args.delay / 1000)
                 conn.sendall(struct.pack("!H", len(data)) + data)
 
 
@@ -194,7 +242,19 @@ def tcp_loop():
         threading.Thread(target=tcp_conn, args=(conn, peer), daemon=True).start()
 
 
+def saver_loop():
+    """--counts-only: write the state at most every 50 ms."""
+    while True:
+        dirty.wait()
+        time.sleep(0.05)
+        dirty.clear()
+        with lock:
+            save()
+
+
 parent = os.getppid()
+if args.counts_only:
+    threading.Thread(target=saver_loop, daemon=True).start()
 threading.Thread(target=udp_loop, daemon=True).start()
 threading.Thread(target=tcp_loop, daemon=True).start()
 print(f"fakedns {args.mode} ready on {args.listen} port {state['port']}", flush=True)
