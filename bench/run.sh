@@ -372,7 +372,7 @@ run_load() {
 if [[ $SMOKE == 1 ]]; then
     fail=0
     : >"$OUT/commands-loads.txt"
-    printf '| server | port | UDP A | TCP A | cluster.local A | 1 s hit load (qps, lost) |\n|---|---|---|---|---|---|\n' >"$OUT/results.md"
+    printf '| server | port | UDP A | TCP A | cluster.local A | 1 s hit load (qps, lost) |\n|---|---|---|---|---|---|\n' >"$OUT/smoke.md"
     for s in "${ALL[@]}"; do
         u=- t=- c=-
         if [[ $s != floor ]]; then
@@ -385,9 +385,9 @@ if [[ $SMOKE == 1 ]]; then
         read -r qps lost < <(awk -F'\t' -v s="$s" '$2 == s {print $4, $7}' "$RAW" | tail -1) || true
         awk -v q="$qps" 'BEGIN { exit !(q > 0) }' || fail=1
         kill -0 "${PID[$s]}" 2>/dev/null || { fail=1; qps="$qps (DIED)"; }
-        printf '| %s | %s | %s | %s | %s | %s, %s |\n' "$s" "${PORT[$s]}" "$u" "$t" "$c" "$qps" "$lost" >>"$OUT/results.md"
+        printf '| %s | %s | %s | %s | %s | %s, %s |\n' "$s" "${PORT[$s]}" "$u" "$t" "$c" "$qps" "$lost" >>"$OUT/smoke.md"
     done
-    cat "$OUT/results.md"
+    cat "$OUT/smoke.md"
     if [[ $fail == 0 ]]; then log "smoke: all servers answer"; else log "smoke: FAILED"; fi
     exit "$fail"
 fi

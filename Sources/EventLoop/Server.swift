@@ -47,7 +47,26 @@ public final class DNSServer {
         threads.removeAll()
     }
 
-    /// Sums the workers' counters (racy reads of words written by one thread each).
+    /// Hands a new plan (a reload) to every worker; each switches at its next loop turn.
+    public func install(_ plan: ForwardingPlan) {
+        for w in workers { w.control.post(plan: plan) }
+    }
+
+    public var workerCount: Int { workers.count }
+
+    /// One snapshot per worker, taken on the workers' threads; nil for a worker whose loop
+    /// did not answer within `timeoutMs` (a stuck loop).
+    public func snapshots(timeoutMs: Int = 1000) -> [WorkerSnapshot?] {
+        workers.map { $0.control.requestSnapshot(timeoutMs: timeoutMs) }
+    }
+
+    /// True when every worker's loop ran its timer within `ms` milliseconds.
+    public func loopsTurning(withinMs ms: UInt64) -> Bool {
+        let now = Sys.monotonicMilliseconds()
+        return workers.allSatisfy { now &- $0.control.heartbeat.load(ordering: .relaxed) <= ms }
+    }
+
+    /// Totals over all workers; used for the exit summary once the workers have stopped.
     public var counters: ForwarderCounters {
         var total = ForwarderCounters()
         for w in workers {
@@ -78,12 +97,22 @@ public enum SignalWaiter {
         signal(SIGPIPE, SIG_IGN)
     }
 
-    public static func wait() -> Received {
+    /// Waits for SIGTERM/SIGINT/SIGHUP, or returns nil after `timeoutMs` (for watchdog pings).
+    public static func wait(timeoutMs: Int? = nil) -> Received? {
         var set = sigset_t()
         sigemptyset(&set)
         for s in [SIGTERM, SIGINT, SIGHUP] { sigaddset(&set, s) }
         while true {
             var sig: Int32 = 0
+            if let ms = timeoutMs {
+                var ts = timespec(tv_sec: ms / 1000, tv_nsec: (ms % 1000) * 1_000_000)
+                sig = sigtimedwait(&set, nil, &ts)
+                if sig < 0 {
+                    if errno == EAGAIN { return nil }
+                    continue
+                }
+                return sig == SIGHUP ? .reload : .terminate
+            }
             if sigwait(&set, &sig) == 0 {
                 return sig == SIGHUP ? .reload : .terminate
             }

@@ -23,6 +23,10 @@ final class TCPConnection {
     var outOffset = 0
     var lastActivity: UInt64 = 0
     var closed = false
+    /// While the queries of one read are processed, answers from the cache collect here
+    /// and leave in one write: pipelined clients get one segment instead of one per answer.
+    var batching = false
+    var batch: [UInt8] = []
     /// A client that does not read its answers may not make us buffer without limit.
     static let maxQueuedBytes = 256 * 1024
 
@@ -79,6 +83,12 @@ final class TCPConnection {
         var io = WorkerIO(worker: worker)
         worker.now = Sys.monotonicMilliseconds()
         lastActivity = worker.now
+        batching = true
+        defer {
+            batching = false
+            flushBatch()
+            worker.flushUpstream()
+        }
         while inLength - at >= 2 {
             let len = Int(Wire.u16(inBuffer, at))
             guard inLength - at - 2 >= len else { break }
@@ -99,8 +109,37 @@ final class TCPConnection {
         }
     }
 
+    func flushBatch() {
+        guard !batch.isEmpty, !closed else { batch.removeAll(keepingCapacity: true); return }
+        var sent = 0
+        if outQueue.isEmpty {
+            while sent < batch.count {
+                guard let r = batch.withUnsafeBytes({ try? Sys.write(fd, $0.baseAddress! + sent, $0.count - sent) }) else {
+                    worker.closeConnection(self); return
+                }
+                guard case .done(let n) = r else { break }
+                sent += n
+            }
+        }
+        if sent < batch.count {
+            if outQueue.count - outOffset + batch.count - sent > TCPConnection.maxQueuedBytes {
+                worker.closeConnection(self)
+                return
+            }
+            outQueue.append(contentsOf: batch[sent...])
+            if let w = writeEvent { Event.add(w) }
+        }
+        batch.removeAll(keepingCapacity: true)
+    }
+
     func send(_ bytes: UnsafeRawPointer, _ count: Int) {
         guard !closed else { return }
+        if batching {
+            batch.append(UInt8(count >> 8))
+            batch.append(UInt8(count & 0xff))
+            batch.append(contentsOf: UnsafeRawBufferPointer(start: bytes, count: count))
+            return
+        }
         let out = worker.tcpOut
         Wire.put16(out, 0, UInt16(count))
         (out + 2).copyMemory(from: bytes, byteCount: count)
@@ -151,6 +190,8 @@ extension Worker {
             do { r = try Sys.accept(listenFD, peer: &peer) } catch { return }
             guard case .done(let fd) = r else { return }
             guard let ep = peer.endpoint else { Sys.close(Int32(fd)); continue }
+            // Answers are written whole; Nagle would hold back the next one behind an ACK.
+            try? Sys.setOption(Int32(fd), Int32(IPPROTO_TCP), TCP_NODELAY, 1, "TCP_NODELAY")
             tcpAccepted &+= 1
             if freeConnectionSlots.isEmpty { evictOldestConnection() }
             guard let slot = freeConnectionSlots.popLast() else { Sys.close(Int32(fd)); continue }
@@ -214,6 +255,7 @@ extension Worker {
         }
         q.close()
         flushReplies()
+        flushUpstream()
     }
 }
 

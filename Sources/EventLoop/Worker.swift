@@ -5,6 +5,7 @@ import Forwarding
 import Glibc
 import NetAddress
 import PacketCache
+import Synchronization
 
 /// Settings of the socket layer (the forwarding settings live in `ForwardingPlan`).
 public struct ServerOptions: Sendable {
@@ -16,6 +17,8 @@ public struct ServerOptions: Sendable {
     public var socketBufferBytes: Int32 = 4 << 20
     public var upstreamSockets: Int = 16
     public var batchSize: Int = 32
+    /// One stdout line per answer (client, name, type, rcode, origin, server, latency).
+    public var queryLog = false
 
     public init() {}
 }
@@ -43,12 +46,18 @@ final class Worker {
     var upstreamEvents: [OpaquePointer] = []
     let recvBatch: UDPBatch
     let sendBatch: UDPBatch
+    /// Upstream queries of one round, sent with one sendmmsg per upstream socket.
+    let upstreamSends: UDPBatch
+    let upstreamSorted: UnsafeMutablePointer<kb_mmsghdr>
+    let upstreamOrder: UnsafeMutablePointer<Int32>
     /// Unretained views for the per-packet path (the strong references above keep them alive).
     let sendBatchRef: Unmanaged<UDPBatch>
     var listenerFDs = UnsafeMutablePointer<Int32>.allocate(capacity: 1)
     let upstreamBatch: UDPBatch
     var timer: OpaquePointer?
     var stopEvent: OpaquePointer?
+    var controlEvent: OpaquePointer?
+    let control: WorkerControl
     let stopFD: Int32
     var now: UInt64 = 0
 
@@ -61,12 +70,14 @@ final class Worker {
     let tcpOut: UnsafeMutableRawPointer
     var droppedReplies: UInt64 = 0
     var tcpAccepted: UInt64 = 0
+    let queryLog: Bool
     var tcpEvicted: UInt64 = 0
 
     init(index: Int, options: ServerOptions, plan: ForwardingPlan, cache: PacketCache) throws {
         self.index = index
         self.options = options
         self.plan = plan
+        queryLog = options.queryLog
         base = try EventBase()
         forwarder = Forwarder(plan: plan, cache: cache, random: FastRandom(seed: Sys.randomSeed()),
                               upstreamSockets: options.upstreamSockets)
@@ -74,8 +85,12 @@ final class Worker {
         sendBatch = UDPBatch(capacity: options.batchSize, bufferSize: 4096)
         sendBatchRef = Unmanaged.passUnretained(sendBatch)
         upstreamBatch = UDPBatch(capacity: 16, bufferSize: 8192)
+        upstreamSends = UDPBatch(capacity: options.batchSize * 2, bufferSize: 512)
+        upstreamSorted = .allocate(capacity: options.batchSize * 2)
+        upstreamOrder = .allocate(capacity: options.batchSize * 2)
         tcpOut = .allocate(byteCount: 65_537, alignment: 8)
         stopFD = try Sys.eventfd()
+        control = try WorkerControl()
         connections = Array(repeating: nil, count: options.maxTCPConnections)
         connectionGenerations = Array(repeating: 0, count: options.maxTCPConnections)
         freeConnectionSlots = Array((0..<options.maxTCPConnections).reversed())
@@ -83,6 +98,8 @@ final class Worker {
     }
 
     deinit {
+        upstreamSorted.deallocate()
+        upstreamOrder.deallocate()
         tcpOut.deallocate()
         listenerFDs.deallocate()
     }
@@ -186,6 +203,34 @@ final class Worker {
         }, unmanaged)
         stopEvent = s
         Event.add(s)
+        let c = base.event(fd: control.fd, flags: Event.read | Event.persist, { _, _, arg in
+            Unmanaged<Worker>.fromOpaque(arg!).takeUnretainedValue().onControl()
+        }, unmanaged)
+        controlEvent = c
+        Event.add(c)
+        control.heartbeat.store(Sys.monotonicMilliseconds(), ordering: .relaxed)
+    }
+
+    /// A reload or a metrics request from another thread.
+    func onControl() {
+        control.drain()
+        if let newPlan = control.takePlan() {
+            forwarder.install(newPlan)
+            plan = newPlan
+            if let opened = try? openUpstreamSockets(for: newPlan) { for fd in opened { registerUpstream(fd) } }
+        }
+        if control.snapshotPending {
+            var snap = WorkerSnapshot()
+            snap.counters = forwarder.counters
+            for i in 0..<16 { snap.rcodes[i] = forwarder.rcodes[i] }
+            snap.health = forwarder.health.snapshot
+            snap.tcpConnections = connectionCount
+            snap.tcpAccepted = tcpAccepted
+            snap.tcpEvicted = tcpEvicted
+            snap.droppedReplies = droppedReplies
+            snap.inFlight = forwarder.inFlight
+            control.serve(snap)
+        }
     }
 
     /// Runs the loop on the calling thread until `requestStop()`.
@@ -208,6 +253,7 @@ final class Worker {
         for q in upstreamTCP.values { q.close() }
         if let t = timer { Event.free(t) }
         if let s = stopEvent { Event.free(s) }
+        if let c = controlEvent { Event.free(c) }
         Sys.close(stopFD)
     }
 
@@ -253,6 +299,7 @@ final class Worker {
                                       source: src.address, now: now, io: &io)
             }
             flushReplies()
+            flushUpstream()
             if got < batch.capacity { break }
         }
     }
@@ -334,29 +381,85 @@ final class Worker {
                                             source: src.address, port: src.port, now: now, io: &io)
             }
             flushReplies()
+            flushUpstream()
             if got < batch.capacity { break }
         }
     }
 
+    /// Queues an upstream query; `flushUpstream` sends the round's queries grouped by
+    /// socket, one sendmmsg each, instead of one sendto per query.
     @inline(__always)
     func sendUpstream(socket: Int, to server: Endpoint, _ bytes: UnsafeRawPointer, _ count: Int) {
         let fam = server.address.family == .v4 ? 0 : 1
         let fds = upstreamFDs[fam]
         guard !fds.isEmpty else { return }
-        let fd = fds[socket % fds.count]
-        var a = SocketAddress(server)
-        _ = withUnsafePointer(to: &a.storage) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { try? Sys.sendto(fd, bytes, count, $0, a.length) }
+        let b = upstreamSends
+        if b.count == b.capacity { flushUpstream() }
+        guard count <= b.bufferSize else { return }
+        let i = b.count
+        b.count += 1
+        b.fds[i] = fds[socket % fds.count]
+        b.buffer(i).copyMemory(from: bytes, byteCount: count)
+        b.iovs[i].iov_len = count
+        let addr = SocketAddress(server)
+        withUnsafeBytes(of: addr.storage) { UnsafeMutableRawPointer(b.names + i).copyMemory(from: $0.baseAddress!, byteCount: Int(addr.length)) }
+        b.msgs[i].msg_hdr.msg_namelen = addr.length
+        b.msgs[i].msg_hdr.msg_control = nil
+        b.msgs[i].msg_hdr.msg_controllen = 0
+    }
+
+    func flushUpstream() {
+        let b = upstreamSends
+        let n = b.count
+        guard n > 0 else { return }
+        b.count = 0
+        // Group by socket: a stable insertion sort of at most two batches, into a
+        // pre-allocated array; then one sendmmsg per socket.
+        let order = upstreamOrder
+        for i in 0..<n {
+            var j = i
+            while j > 0 && b.fds[Int(order[j - 1])] > b.fds[i] { order[j] = order[j - 1]; j -= 1 }
+            order[j] = Int32(i)
         }
+        for k in 0..<n { upstreamSorted[k] = b.msgs[Int(order[k])] }
+        var start = 0
+        while start < n {
+            let fd = b.fds[Int(order[start])]
+            var end = start + 1
+            while end < n && b.fds[Int(order[end])] == fd { end += 1 }
+            var at = start
+            while at < end {
+                guard let r = try? Sys.sendmmsg(fd, upstreamSorted + at, end - at), case .done(let sent) = r, sent > 0 else {
+                    at += 1   // this one is lost; the forwarder's timeout retries it
+                    continue
+                }
+                at += sent
+            }
+            start = end
+        }
+    }
+
+    func logQuery(_ client: ClientHandle, _ bytes: UnsafeRawPointer, _ count: Int, _ origin: AnswerOrigin) {
+        var c = client
+        let who: String
+        if client.transport == .udp {
+            who = withUnsafeBytes(of: &c.storage) { SocketAddress.endpoint($0.baseAddress!)?.description ?? "?" }
+        } else {
+            let slot = Int(client.slot)
+            who = (slot < connections.count ? connections[slot]?.peer.description : nil).map { "tcp:" + $0 } ?? "tcp:?"
+        }
+        fputs(QueryLog.line(client: who, answer: bytes, count: count, origin: origin), stdout)
     }
 
     // MARK: time
 
     func onTimer() {
         now = Sys.monotonicMilliseconds()
+        control.heartbeat.store(now, ordering: .relaxed)
         var io = WorkerIO(worker: self)
         forwarder.expire(now: now, io: &io)
         flushReplies()
+        flushUpstream()
     }
 }
 
@@ -369,9 +472,19 @@ struct WorkerIO: ForwarderIO {
     init(worker: Worker) { ref = Unmanaged.passUnretained(worker) }
 
     @inline(__always)
-    mutating func reply(_ client: ClientHandle, _ bytes: UnsafeRawPointer, _ count: Int) {
+    mutating func reply(_ client: ClientHandle, _ bytes: UnsafeRawPointer, _ count: Int, origin: AnswerOrigin) {
         ref._withUnsafeGuaranteedRef { w in
+            if w.queryLog { w.logQuery(client, bytes, count, origin) }
             if client.transport == .udp { w.queueUDPReply(client, bytes, count) } else { w.tcpReply(client, bytes, count) }
+        }
+    }
+
+    mutating func event(_ e: ForwarderEvent) {
+        switch e {
+        case .serverDown(let server, let zone):
+            Log.warning("upstream \(server) for \(zone) is down (no answer to \(UpstreamHealth.downAfter) queries); probing it")
+        case .serverUp(let server, let zone):
+            Log.info("upstream \(server) for \(zone) is up again")
         }
     }
 

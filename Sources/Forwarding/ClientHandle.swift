@@ -21,9 +21,35 @@ public struct ClientHandle: Sendable {
 
 /// What the forwarder asks the event loop to do. A generic parameter, not an
 /// existential: the calls are resolved at compile time and nothing is boxed per query.
+/// Where an answer came from, for the query log.
+public struct AnswerOrigin: Sendable {
+    public enum Kind: UInt8, Sendable { case cache, upstream, stale, local }
+    public var kind: Kind
+    /// The server that answered (upstream answers only).
+    public var server: Endpoint?
+    public var latencyMs: UInt64
+
+    public static let cache = AnswerOrigin(kind: .cache, server: nil, latencyMs: 0)
+    public static let local = AnswerOrigin(kind: .local, server: nil, latencyMs: 0)
+
+    public init(kind: Kind, server: Endpoint?, latencyMs: UInt64) {
+        self.kind = kind
+        self.server = server
+        self.latencyMs = latencyMs
+    }
+}
+
+/// Things a sysadmin wants in the log, reported by the forwarder as they happen.
+public enum ForwarderEvent: Sendable {
+    case serverDown(Endpoint, zone: String)
+    case serverUp(Endpoint, zone: String)
+}
+
 public protocol ForwarderIO {
-    /// Send an answer to a client.
-    mutating func reply(_ client: ClientHandle, _ bytes: UnsafeRawPointer, _ count: Int)
+    /// Send an answer to a client. `origin` feeds the optional query log.
+    mutating func reply(_ client: ClientHandle, _ bytes: UnsafeRawPointer, _ count: Int, origin: AnswerOrigin)
+    /// Something worth a log line happened (rare: state changes only).
+    mutating func event(_ e: ForwarderEvent)
     /// Send a query to upstream `server` from upstream UDP socket number `socket`.
     mutating func sendUDP(socket: Int, to server: Endpoint, _ bytes: UnsafeRawPointer, _ count: Int)
     /// Send a query to `server` over TCP; answer with `Forwarder.handleTCPResponse(token:…)`

@@ -206,7 +206,7 @@ public final class Forwarder {
                                  clientName: p + Header.size, nameLength: q.nameLength, hasEDNS: q.hasEDNS,
                                  dnssecOK: q.dnssecOK, udpLimit: udpLimit, age: hit.age, ttlOverride: nil,
                                  ttlCount: hit.ttlCount)
-            emit(client, scratch, n, &io)
+            emit(client, scratch, n, &io, origin: .cache)
             if hit.wantsRefresh && prefetch {
                 counters.prefetches &+= 1
                 if findFlight(key) < 0 { _ = startQuery(key, group: group, now: now, staleAvailable: true, io: &io) }
@@ -243,9 +243,10 @@ public final class Forwarder {
     }
 
     @inline(__always)
-    func emit<IO: ForwarderIO>(_ client: ClientHandle, _ bytes: UnsafeMutableRawPointer, _ n: Int, _ io: inout IO) {
+    func emit<IO: ForwarderIO>(_ client: ClientHandle, _ bytes: UnsafeMutableRawPointer, _ n: Int, _ io: inout IO,
+                               origin: AnswerOrigin = .local) {
         rcodes[Int(Header.flags(bytes) & Header.rcodeMask)] &+= 1
-        io.reply(client, bytes, n)
+        io.reply(client, bytes, n, origin: origin)
     }
 
     func addWaiter(slot: Int32, client: ClientHandle, q: QueryInfo, name: UnsafeRawPointer, udpLimit: UInt16) -> Bool {
@@ -545,6 +546,7 @@ public final class Forwarder {
             return
         }
         let st = state(i)
+        if st.down[Int(e.server)] { io.event(.serverUp(st.plan.servers[Int(e.server)], zone: st.plan.groups[Int(e.group)].name)) }
         st.answered(Int(e.server), rttMs: now >= e.sentAt ? now - e.sentAt : 0)
         if e.probe {
             // The server answered: it is up again. Probes are never cached or delivered.
@@ -587,7 +589,9 @@ public final class Forwarder {
             cache.insert(key, message: p, length: n, questionEnd: r.questionEnd, ttl: ttl,
                          staleWindow: st.plan.groups[Int(e.group)].staleWindow, now: Forwarder.seconds(now))
         }
-        deliver(s, message: p, length: n, questionEnd: r.questionEnd, age: 0, ttlOverride: nil, io: &io)
+        let origin = AnswerOrigin(kind: .upstream, server: st.plan.servers[Int(e.server)],
+                                  latencyMs: now >= e.sentAt ? now - e.sentAt : 0)
+        deliver(s, message: p, length: n, questionEnd: r.questionEnd, age: 0, ttlOverride: nil, origin: origin, io: &io)
         release(s)
     }
 
@@ -607,7 +611,7 @@ public final class Forwarder {
 
     /// Sends the canonical answer at `message` to every client waiting on slot `s`.
     func deliver<IO: ForwarderIO>(_ s: Int32, message: UnsafeRawPointer, length: Int, questionEnd: Int,
-                                  age: UInt32, ttlOverride: UInt32?, ttlCount: Int = -1, io: inout IO) {
+                                  age: UInt32, ttlOverride: UInt32?, ttlCount: Int = -1, origin: AnswerOrigin, io: inout IO) {
         var w = pending[Int(s)].firstWaiter
         let copyLength = length + (ttlCount > 0 ? 2 * ttlCount : 0)
         while w >= 0 {
@@ -617,7 +621,7 @@ public final class Forwarder {
                                  clientName: waiterNames + Int(w) * 256, nameLength: Int(pending[Int(s)].nameLength),
                                  hasEDNS: wt.hasEDNS, dnssecOK: wt.dnssecOK, udpLimit: wt.udpLimit,
                                  age: age, ttlOverride: ttlOverride, ttlCount: ttlCount)
-            emit(wt.client, scratch, n, &io)
+            emit(wt.client, scratch, n, &io, origin: origin)
             w = wt.next
         }
     }
@@ -630,7 +634,13 @@ public final class Forwarder {
             let s = timeoutHead
             if pending[Int(s)].server >= 0 {
                 counters.upstreamTimeouts &+= 1
-                state(Int(s)).timedOut(Int(pending[Int(s)].server), now: now)
+                let st = state(Int(s))
+                let server = Int(pending[Int(s)].server)
+                let wasDown = st.down[server]
+                st.timedOut(server, now: now)
+                if st.down[server] && !wasDown {
+                    io.event(.serverDown(st.plan.servers[server], zone: st.plan.groups[Int(pending[Int(s)].group)].name))
+                }
             }
             attemptFailed(s, now: now, io: &io, error: false)
         }
@@ -715,7 +725,8 @@ public final class Forwarder {
         copy.copyMemory(from: scratch, byteCount: withOffsets)
         deliver(s, message: copy, length: hit.length, questionEnd: hit.questionEnd,
                 age: hit.status == .stale ? 0 : hit.age, ttlOverride: hit.status == .stale ? staleTTL : nil,
-                ttlCount: hit.ttlCount, io: &io)
+                ttlCount: hit.ttlCount, origin: AnswerOrigin(kind: hit.status == .stale ? .stale : .cache, server: nil, latencyMs: 0),
+                io: &io)
         return true
     }
 

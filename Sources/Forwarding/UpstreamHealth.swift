@@ -92,4 +92,22 @@ public final class UpstreamHealth {
     public var ready: Bool {
         plan.groups.allSatisfy { g in g.servers.contains { !down[$0] } }
     }
+
+    /// A copy for the metrics endpoint, taken on the worker's own thread.
+    public var snapshot: Snapshot {
+        Snapshot(plan: plan, down: down, srttMicros: srttMicros, queries: queries, timeouts: timeouts, errors: errors,
+                 latency: latency, latencySumMs: latencySumMs, groupQueries: groupQueries)
+    }
+
+    public struct Snapshot {
+        public let plan: ForwardingPlan
+        public let down: [Bool]
+        public let srttMicros: [UInt64]
+        public let queries: [UInt64]
+        public let timeouts: [UInt64]
+        public let errors: [UInt64]
+        public let latency: [[UInt64]]
+        public let latencySumMs: [UInt64]
+        public let groupQueries: [UInt64]
+    }
 }

@@ -11,7 +11,9 @@ public struct Diagnostic: Error, Equatable, CustomStringConvertible, Sendable {
         self.message = message
     }
 
-    public var description: String { "\(file):\(line): \(message)" }
+    /// `file:line: message`; settings from an environment variable have no line and read
+    /// `$KUBEBRIDGE_THREADS: message`.
+    public var description: String { line == 0 ? "\(file): \(message)" : "\(file):\(line): \(message)" }
 }
 
 /// Every problem of one file, so a sysadmin fixes them all in one pass.
@@ -64,6 +66,16 @@ public struct ConfigDocument: Sendable {
 
     public func table(_ name: String) -> Table? { tables.first { $0.name == name } }
 
+    /// A one-key document standing for an environment variable, so it is validated by the
+    /// same code as the file and its errors name the variable.
+    public static func single(table: String, key: String, value: ConfigValue, origin: String) -> ConfigDocument {
+        var doc = ConfigDocument(file: origin)
+        var t = Table(name: table, line: 0)
+        t.entries.append(Entry(key: key, value: value))
+        doc.tables.append(t)
+        return doc
+    }
+
     /// Parses `text`; the diagnostics list every syntax error found (parsing continues on
     /// the next line after each one).
     public static func parse(_ text: String, file: String) -> (ConfigDocument, [Diagnostic]) {
@@ -71,7 +83,10 @@ public struct ConfigDocument: Sendable {
         var diags: [Diagnostic] = []
         var current = ""
         doc.tables.append(Table(name: "", line: 0))
-        let lines = text.split(separator: "\n", omittingEmptySubsequences: false).map { Array($0.utf8) }
+        // Split the UTF-8 bytes, not the Characters: "\r\n" is one Character, so splitting the
+        // String on "\n" would leave a CRLF file as one long line. (The "\r" before each
+        // "\n" is then skipped as white space.)
+        let lines = Array(text.utf8).split(separator: 0x0a, omittingEmptySubsequences: false).map { Array($0) }
         var i = 0
         while i < lines.count {
             let lineNo = i + 1

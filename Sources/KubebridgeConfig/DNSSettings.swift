@@ -77,6 +77,10 @@ public struct DNSSettings: Sendable {
     public var prefetch: Bool = true
     public var socketBuffer: Int = 4 << 20
     public var resolvConf: String = "/etc/resolv.conf"
+    /// Admin listener for /metrics, /healthz, /readyz; off when nil.
+    public var admin: Endpoint?
+    public var logLevel: String = "info"
+    public var queryLog: Bool = false
 
     public init() {}
 
@@ -85,7 +89,8 @@ public struct DNSSettings: Sendable {
         "listen", "cluster-zone", "cluster-dns", "pod-cidr", "service-cidr", "upstream", "forward", "allow",
         "threads", "max-udp-size", "upstream-timeout", "query-timeout", "tcp-idle-timeout", "max-tcp-connections",
         "cache-size", "cache-min-ttl", "cache-max-ttl", "cache-negative-ttl", "cache-servfail-ttl", "stale-ttl",
-        "stale-window-cluster", "stale-window-public", "prefetch", "socket-buffer", "resolv-conf",
+        "stale-window-cluster", "stale-window-public", "prefetch", "socket-buffer", "resolv-conf", "admin",
+        "log-level", "query-log",
     ]
 
     /// Overlays the `[dns]` table of `document` on these settings; returns every problem.
@@ -124,6 +129,15 @@ public struct DNSSettings: Sendable {
         if let v = r.bool("prefetch") { prefetch = v }
         if let v = r.size("socket-buffer", in: 65_536...(256 << 20)) { socketBuffer = v }
         if let (v, _) = r.string("resolv-conf") { resolvConf = v }
+        if let (v, line) = r.string("log-level") {
+            if ["error", "warning", "warn", "info", "debug"].contains(v) { logLevel = v } else {
+                r.error(line, "'log-level' is '\(v)'; use error, warning, info or debug")
+            }
+        }
+        if let v = r.bool("query-log") { queryLog = v }
+        if let (v, line) = r.string("admin") {
+            do { admin = try Endpoint(parsing: v) } catch { r.error(line, "admin: \(error)") }
+        }
         r.finish()
         return r.diagnostics
     }

@@ -39,15 +39,24 @@ struct DNSOptions: ParsableArguments {
     var maxTCPConnections: Int?
     @Option(name: .customLong("cache-size"), help: "Cache memory, e.g. 64MiB (default).")
     var cacheSize: String?
+    @Option(name: .long, help: "Serve /metrics, /healthz and /readyz on ADDR:PORT (off by default; keep it on loopback).")
+    var admin: String?
+    @Option(name: .customLong("log-level"), help: "error, warning, info (default) or debug.")
+    var logLevel: String?
+    @Flag(name: .customLong("query-log"), help: "Log every answer on stdout: client, name, type, rcode, origin, server, latency.")
+    var queryLog = false
 
-    /// Builds the settings: embedded defaults, then the file, then these flags.
+    /// Builds the settings: embedded defaults, then the file, then `KUBEBRIDGE_*`
+    /// environment variables, then these flags. Every problem is reported at once.
     func settings() throws -> DNSSettings {
         var s = DNSSettings()
+        var diags: [Diagnostic] = []
         if let path = config {
             let text = try ConfigFile.read(path)
-            let (_, diags) = ConfigFile.load(text, file: path, into: &s)
-            if !diags.isEmpty { throw ConfigErrors(diagnostics: diags) }
+            diags += ConfigFile.load(text, file: path, into: &s).1
         }
+        diags += ConfigFile.applyEnvironment(ProcessInfoLite.environment, to: &s)
+        if !diags.isEmpty { throw ConfigErrors(diagnostics: diags) }
         var problems: [String] = []
         func each<T>(_ flag: String, _ values: [String], _ parse: (String) throws -> T) -> [T]? {
             if values.isEmpty { return nil }
@@ -84,6 +93,13 @@ struct DNSOptions: ParsableArguments {
         if let c = cacheSize {
             do { s.cacheSize = try Units.size(c) } catch { problems.append("--cache-size: \(error)") }
         }
+        if let a = admin {
+            do { s.admin = try Endpoint(parsing: a) } catch { problems.append("--admin: \(error)") }
+        }
+        if let l = logLevel {
+            if Log.Level(name: l) != nil { s.logLevel = l } else { problems.append("--log-level: '\(l)' is not error, warning, info or debug") }
+        }
+        if queryLog { s.queryLog = true }
         if !problems.isEmpty { throw ValidationError(problems.joined(separator: "\n")) }
         return s
     }
@@ -104,42 +120,109 @@ struct DNSCommand: ParsableCommand {
     @OptionGroup var options: DNSOptions
 
     func run() throws {
-        let settings = try options.settings()
-        let resolv = try? ConfigFile.read(settings.resolvConf)
-        let plan: ForwardingPlan
-        do { plan = try settings.makePlan(resolvConfText: resolv, localAddresses: LocalInterfaces.addresses()) } catch {
-            throw ValidationError("\(error)")
-        }
+        var settings = try options.settings()
+        var plan = try makePlan(settings)
         var server = ServerOptions()
         server.listen = settings.listen
         server.threads = settings.threads > 0 ? settings.threads : max(1, Int(sysconf(Int32(_SC_NPROCESSORS_ONLN))))
         server.tcpIdleTimeoutMs = Int(settings.tcpIdleTimeoutMs)
         server.maxTCPConnections = settings.maxTCPConnections
         server.socketBufferBytes = Int32(settings.socketBuffer)
+        server.queryLog = settings.queryLog
+        if settings.queryLog { setvbuf(stdout, nil, _IOLBF, 0) }   // one line at a time into journald
+        Log.level = Log.Level(name: settings.logLevel) ?? .info
         SignalWaiter.blockSignals()
         let dns: DNSServer
+        var adminServer: AdminServer?
         do {
             dns = try DNSServer(options: server, plan: plan, cacheBytes: settings.cacheSize)
             try dns.start()
+            if let a = settings.admin {
+                let admin = try AdminServer(endpoint: a, dns: dns)
+                try admin.start()
+                adminServer = admin
+            }
         } catch {
             Log.error("cannot start: \(error)")
             throw ExitCode(1)
         }
+        // Ready once every worker's loop is running (its sockets were bound before).
+        for _ in 0..<500 where !dns.loopsTurning(withinMs: 1000) { usleep(2000) }
         let addrs = settings.listen.map(\.description).joined(separator: ", ")
-        Log.info("listening on \(addrs) (udp+tcp), \(server.threads) worker(s), cache \(settings.cacheSize >> 20) MiB; zones: "
+        Log.info("listening on \(addrs) (udp+tcp), \(server.threads) worker(s), cache \(settings.cacheSize >> 20) MiB"
+                 + (settings.admin.map { ", admin on http://\($0)/metrics" } ?? "") + "; zones: "
                  + plan.zoneSummary.joined(separator: "; "))
+        SystemdNotify.send("READY=1\nSTATUS=answering on \(addrs)")
+        // Ping the watchdog at half its interval, and only while every loop is turning.
+        let watchdogMs = SystemdNotify.watchdogMicroseconds.map { Int($0 / 2000) }
         while true {
-            switch SignalWaiter.wait() {
+            guard let signal = SignalWaiter.wait(timeoutMs: watchdogMs) else {
+                if dns.loopsTurning(withinMs: UInt64(watchdogMs ?? 1000)) { SystemdNotify.send("WATCHDOG=1") }
+                continue
+            }
+            switch signal {
             case .terminate:
+                SystemdNotify.send("STOPPING=1")
                 Log.info("stopping")
+                adminServer?.stop()
                 dns.stop()
                 let c = dns.counters
                 Log.info("served \(c.queriesUDP) udp and \(c.queriesTCP) tcp queries, \(c.cacheHits) from cache")
                 return
             case .reload:
-                Log.info("SIGHUP: configuration reload is not supported by this version; restart to apply changes")
+                SystemdNotify.send("RELOADING=1")
+                do {
+                    let next = try options.settings()
+                    let nextPlan = try makePlan(next)
+                    for note in DNSCommand.restartOnlyChanges(from: settings, to: next) {
+                        Log.info("reload: \(note) needs a restart; keeping the running value")
+                    }
+                    dns.install(nextPlan)
+                    Log.level = Log.Level(name: next.logLevel) ?? .info
+                    plan = nextPlan
+                    settings = next
+                    Log.info("reloaded configuration; zones: " + plan.zoneSummary.joined(separator: "; "))
+                } catch {
+                    Log.error("reload failed, keeping the running configuration:\n\(error)")
+                }
+                SystemdNotify.send("READY=1")
             }
         }
+    }
+
+    func makePlan(_ settings: DNSSettings) throws -> ForwardingPlan {
+        let resolv = try? ConfigFile.read(settings.resolvConf)
+        do { return try settings.makePlan(resolvConfText: resolv, localAddresses: LocalInterfaces.addresses()) } catch {
+            throw ValidationError("\(error)")
+        }
+    }
+
+    /// Settings a reload cannot change: sockets, threads and the cache's size are fixed at start.
+    static func restartOnlyChanges(from a: DNSSettings, to b: DNSSettings) -> [String] {
+        var out: [String] = []
+        if a.listen != b.listen { out.append("listen") }
+        if a.threads != b.threads { out.append("threads") }
+        if a.cacheSize != b.cacheSize { out.append("cache-size") }
+        if a.tcpIdleTimeoutMs != b.tcpIdleTimeoutMs { out.append("tcp-idle-timeout") }
+        if a.maxTCPConnections != b.maxTCPConnections { out.append("max-tcp-connections") }
+        if a.socketBuffer != b.socketBuffer { out.append("socket-buffer") }
+        if a.admin != b.admin { out.append("admin") }
+        if a.queryLog != b.queryLog { out.append("query-log") }
+        return out
+    }
+}
+
+/// The process environment without Foundation.
+enum ProcessInfoLite {
+    static var environment: [String: String] {
+        var out: [String: String] = [:]
+        var p = environ
+        while let entry = p.pointee {
+            let s = String(cString: entry)
+            if let eq = s.firstIndex(of: "=") { out[String(s[..<eq])] = String(s[s.index(after: eq)...]) }
+            p += 1
+        }
+        return out
     }
 }
 
@@ -171,7 +254,3 @@ struct CheckCommand: ParsableCommand {
     }
 }
 
-enum Log {
-    static func info(_ s: String) { fputs("kubebridge: \(s)\n", stderr) }
-    static func error(_ s: String) { fputs("kubebridge: error: \(s)\n", stderr) }
-}

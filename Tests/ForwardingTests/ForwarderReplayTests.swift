@@ -10,9 +10,18 @@ struct RecordingIO: ForwarderIO {
     var replies: [(ClientHandle, [UInt8])] = []
     var udp: [Sent] = []
     var tcp: [(server: Endpoint, token: UInt64, bytes: [UInt8])] = []
+    var origins: [AnswerOrigin.Kind] = []
+    var events: [String] = []
 
-    mutating func reply(_ client: ClientHandle, _ bytes: UnsafeRawPointer, _ count: Int) {
+    mutating func reply(_ client: ClientHandle, _ bytes: UnsafeRawPointer, _ count: Int, origin: AnswerOrigin) {
         replies.append((client, Array(UnsafeRawBufferPointer(start: bytes, count: count))))
+        origins.append(origin.kind)
+    }
+    mutating func event(_ e: ForwarderEvent) {
+        switch e {
+        case .serverDown(let s, let zone): events.append("down \(s) \(zone)")
+        case .serverUp(let s, let zone): events.append("up \(s) \(zone)")
+        }
     }
     mutating func sendUDP(socket: Int, to server: Endpoint, _ bytes: UnsafeRawPointer, _ count: Int) {
         udp.append(Sent(socket: socket, server: server, bytes: Array(UnsafeRawBufferPointer(start: bytes, count: count))))
@@ -123,6 +132,7 @@ final class ForwarderReplayTests: XCTestCase {
         XCTAssertEqual(io.replies.count, 2)
         XCTAssertEqual(parse(io.replies[1].1).minTTL, 20, "TTL aged by 10 s")
         XCTAssertEqual(f.counters.cacheHits, 1)
+        XCTAssertEqual(io.origins, [.upstream, .cache])
     }
 
     func testPublicNamesGoUpstreamAndReverseZonesToCluster() throws {
@@ -376,6 +386,7 @@ final class ForwarderReplayTests: XCTestCase {
         XCTAssertEqual(Array(probe.bytes[12..<(12 + 38)]), wire("kubernetes.default.svc.cluster.local"))
         respond(f, to: probe) { b, n in b.record(.answer, owner: n, type: 1, ttl: 5, rdata: [10, 96, 0, 1]) }
         XCTAssertFalse(f.health.down[1], "the answer to the probe brings it back")
+        XCTAssertEqual(io.events, ["down 127.0.0.10:53 cluster", "up 127.0.0.10:53 cluster"])
         handle(f, query("after.cluster.local", id: 51))
         XCTAssertEqual(io.udp.last!.server, cluster, "configured order again")
         XCTAssertEqual(io.replies.count, 4, "probes are never delivered to clients")

@@ -20,12 +20,12 @@ final class KnotServer {
 
     /// `zones` maps an origin ("cluster.local") to its zone file text. `port` nil picks a
     /// free one; a given port restarts a server where a stopped one listened.
-    init(name: String, address: String, port: UInt16? = nil, zones: [String: String]) throws {
+    init(name: String, address: String, port fixedPort: UInt16? = nil, zones: [String: String]) throws {
         let knotd = try E2E.requireTool("knotd", package: "knot")
         self.name = name
         self.address = address
         self.zones = zones
-        self.port = try port ?? E2E.freePort(host: address)
+        port = try fixedPort ?? E2E.freePort(host: address)
         directory = try E2E.makeTempDirectory("knot-\(name)")
         let fm = FileManager.default
         for sub in ["run", "db", "zones"] {
