@@ -81,14 +81,27 @@ export SOURCE_DATE_EPOCH=${SOURCE_DATE_EPOCH:-$(date +%s)}
 
 # ---- the binary ----
 built=0
+manual_tool=""
 if [ -z "$binary" ]; then
     built=1
     command -v swift >/dev/null || die "swift not found (or pass --binary PATH)"
-    flags=(-c release --scratch-path .build-pkg --product kubebridge)
+    # --disable-local-rpath: no RUNPATH $ORIGIN (nothing is shipped next to the binary);
+    # -z now: full RELRO (lintian's hardening-no-bindnow).
+    flags=(-c release --scratch-path .build-pkg --product kubebridge --disable-local-rpath -Xlinker -z -Xlinker now)
     [ "$static" = 1 ] && flags+=(--static-swift-stdlib)
     note "swift build ${flags[*]}"
     swift build "${flags[@]}" >&2
     binary="$(swift build "${flags[@]}" --show-bin-path)/kubebridge"
+    # The manual page comes from swift-argument-parser's generate-manual (a debug build of
+    # the dependency's tool; it reads the binary's --experimental-dump-help).
+    if swift build --scratch-path .build-pkg --product generate-manual >&2; then
+        manual_tool="$(swift build --scratch-path .build-pkg --show-bin-path)/generate-manual"
+    else
+        note "warning: could not build generate-manual; the package has no manual page"
+    fi
+else
+    # --binary: use the manual tool when an earlier full build left one.
+    manual_tool="$REPO/.build-pkg/debug/generate-manual"
 fi
 [ -x "$binary" ] || die "$binary is not an executable"
 "$binary" --help >/dev/null 2>&1 || die "$binary --help failed: the binary does not run here"
@@ -107,6 +120,16 @@ fi
 "$root/usr/bin/kubebridge" --help >/dev/null 2>&1 || die "packaged binary does not run"
 "$root/usr/bin/kubebridge" check --config packaging/deb/kubebridge.toml >&2 \
     || die "packaging/deb/kubebridge.toml does not pass 'kubebridge check'"
+
+if [ -n "$manual_tool" ] && [ -x "$manual_tool" ]; then
+    install -d "$root/usr/share/man/man1"
+    "$manual_tool" "$root/usr/bin/kubebridge" --date "$(date -u -d "@$SOURCE_DATE_EPOCH" +%Y-%m-%d)" \
+        --output-directory "$work" >&2 || die "generate-manual failed"
+    gzip -9n < "$work/kubebridge.1" > "$root/usr/share/man/man1/kubebridge.1.gz"
+    chmod 0644 "$root/usr/share/man/man1/kubebridge.1.gz"
+else
+    note "no manual page (build without --binary once to get generate-manual)"
+fi
 
 # ---- shared libraries -> Depends ----
 # Every library must belong to an installed Debian package; a release build links the Swift

@@ -30,7 +30,9 @@ public enum SystemdNotify {
         let msg = Array(state.utf8)
         let n = withUnsafePointer(to: &addr) { a in
             a.withMemoryRebound(to: sockaddr.self, capacity: 1) { sa in
-                msg.withUnsafeBytes { sendto(fd, $0.baseAddress!, $0.count, Int32(MSG_NOSIGNAL), sa, len) }
+                // Never block: a receiver that stops reading would otherwise freeze the main
+                // thread (a full Unix datagram queue blocks the sender) and with it SIGTERM.
+                msg.withUnsafeBytes { sendto(fd, $0.baseAddress!, $0.count, Int32(MSG_NOSIGNAL) | Int32(MSG_DONTWAIT), sa, len) }
             }
         }
         return n == msg.count

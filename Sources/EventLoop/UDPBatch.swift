@@ -43,10 +43,18 @@ final class UDPBatch {
 
     @inline(__always) func buffer(_ i: Int) -> UnsafeMutableRawPointer { buffers + i * bufferSize }
 
-    /// Resets the lengths the kernel overwrote on the last receive.
+    /// Entries the last receive filled (and the kernel overwrote lengths of).
+    var used = 0
+    var preparedWithControl: Bool?
+
+    /// Resets the lengths the kernel overwrote on the last receive: only the entries it
+    /// filled, so a wake-up for one datagram does not rewrite the whole batch.
     @inline(__always)
     func prepareReceive(_ n: Int, withControl: Bool) {
-        for i in 0..<n {
+        let count = preparedWithControl == withControl ? min(used, n) : n
+        preparedWithControl = withControl
+        used = 0
+        for i in 0..<count {
             msgs[i].msg_hdr.msg_namelen = socklen_t(MemoryLayout<sockaddr_storage>.size)
             iovs[i].iov_len = bufferSize
             if withControl {
@@ -59,4 +67,8 @@ final class UDPBatch {
             msgs[i].msg_hdr.msg_flags = 0
         }
     }
+
+    /// Records how many entries a receive filled, for the next `prepareReceive`.
+    @inline(__always)
+    func received(_ n: Int) { used = n }
 }

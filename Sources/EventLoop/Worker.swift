@@ -271,6 +271,7 @@ final class Worker {
             do {
                 guard case .done(let n) = try Sys.recvmmsg(fd, batch.msgs, batch.capacity) else { break }
                 got = n
+                batch.received(n)
             } catch { break }
             now = Sys.monotonicMilliseconds()
             for i in 0..<got {
@@ -372,6 +373,7 @@ final class Worker {
         for _ in 0..<4 {
             batch.prepareReceive(batch.capacity, withControl: false)
             guard let r = try? Sys.recvmmsg(fd, batch.msgs, batch.capacity), case .done(let got) = r else { break }
+            batch.received(got)
             now = Sys.monotonicMilliseconds()
             for i in 0..<got {
                 let m = batch.msgs + i

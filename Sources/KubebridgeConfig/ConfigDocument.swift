@@ -213,7 +213,7 @@ struct Parser {
             return ConfigValue(kind: .array(items), line: startLine)
         default:
             let start = col
-            while let c = peek, c != 0x20, c != 0x09, c != UInt8(ascii: ","), c != UInt8(ascii: "]"), c != UInt8(ascii: "#") {
+            while let c = peek, c != 0x20, c != 0x09, c != 0x0d, c != UInt8(ascii: ","), c != UInt8(ascii: "]"), c != UInt8(ascii: "#") {
                 col += 1
             }
             let word = String(decoding: line[start..<col], as: UTF8.self)

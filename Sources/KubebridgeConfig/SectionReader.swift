@@ -93,10 +93,15 @@ public struct SectionReader {
     /// Reports every key of the table that nothing read.
     public mutating func finish() {
         guard let t = table else { return }
+        let known = used.sorted()
         for e in t.entries where !used.contains(e.key) {
-            let known = used.sorted()
-            let hint = known.min { Units.distance($0, e.key) < Units.distance($1, e.key) }
-            let suggestion = hint.map { Units.distance($0, e.key) <= 3 ? "; did you mean '\($0)'?" : "" } ?? ""
+            // The first known key at the smallest distance (one distance per known key).
+            var hint: (key: String, distance: Int)?
+            for k in known {
+                let d = Units.distance(k, e.key)
+                if hint == nil || d < hint!.distance { hint = (k, d) }
+            }
+            let suggestion = hint.map { $0.distance <= 3 ? "; did you mean '\($0.key)'?" : "" } ?? ""
             error(e.value.line, "unknown key '\(e.key)' in [\(t.name)]\(suggestion)")
         }
     }

@@ -50,6 +50,11 @@ final class OperationsTests: XCTestCase {
         XCTAssertEqual(r["corp_count_after_bad"] as? Int, 1, "the broken file did not replace the working one")
         XCTAssertTrue(log.contains("reload failed, keeping the running configuration"), log)
         XCTAssertTrue(log.contains("kubebridge.toml:8: 'max-udp-size' must be an integer, found a string"), log)
+        // reloads under load lose nothing
+        let load = r["reload_load"] as? [String: Any] ?? [:]
+        XCTAssertEqual(load["sent"] as? Int, 3000)
+        XCTAssertEqual(load["answered"] as? Int, 3000, "queries lost during reloads: \(load)")
+        XCTAssertGreaterThanOrEqual(load["hups"] as? Int ?? 0, 5, "\(load)")
         // shutdown
         XCTAssertEqual(r["exit"] as? Int, 0)
         XCTAssertTrue((r["stop_messages"] as? [String] ?? []).contains { $0.contains("STOPPING=1") })
