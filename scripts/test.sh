@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 
 SUDO=""
 [ "$(id -u)" -eq 0 ] || SUDO="sudo"
-PKGS=(libevent-dev pkg-config knot knot-dnsutils bind9-dnsutils iproute2 iputils-ping iptables nftables systemd python3)
+PKGS=(libevent-dev pkg-config knot knot-dnsutils bind9-dnsutils iproute2 iputils-ping iptables nftables systemd python3 nginx)
 missing=()
 for p in "${PKGS[@]}"; do dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p"); done
 if [ ${#missing[@]} -gt 0 ]; then
@@ -17,7 +17,7 @@ if [ ${#missing[@]} -gt 0 ]; then
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 # Knot is started by the tests themselves; the package's own service is not needed.
-$SUDO systemctl disable --now knot >/dev/null 2>&1 || true
+$SUDO systemctl disable --now knot nginx >/dev/null 2>&1 || true
 
 swift build --build-tests
 swift test --skip-build

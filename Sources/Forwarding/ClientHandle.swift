@@ -109,6 +109,10 @@ public struct ForwarderCounters: Sendable {
     public var truncated: UInt64 = 0
     /// Queries sent to check whether a server marked down is back.
     public var probes: UInt64 = 0
+    /// UDP queries over a client's rate limit (dropped or answered TC=1).
+    public var rateLimited: UInt64 = 0
+    /// AAAA queries of cluster names answered NODATA because kube-dns failed them.
+    public var synthesizedNodata: UInt64 = 0
 
     public init() {}
 }

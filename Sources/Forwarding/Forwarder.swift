@@ -26,6 +26,8 @@ public final class Forwarder {
     @usableFromInline var access: Unmanaged<AccessList>
     @usableFromInline var maxUDPSize: UInt16
     @usableFromInline var prefetch: Bool
+    /// nil when rate limiting is off (the default): one nil check per UDP query.
+    var rateLimiter: RateLimiter?
     public var counters = ForwarderCounters()
     public let maxPending: Int
     public let maxWaiters: Int
@@ -109,6 +111,7 @@ public final class Forwarder {
         self.access = Unmanaged.passUnretained(plan.access)
         self.maxUDPSize = plan.maxUDPSize
         self.prefetch = plan.cache.prefetch
+        self.rateLimiter = plan.rateLimit.queriesPerSecond > 0 ? RateLimiter(plan.rateLimit) : nil
         self.random = random
         self.maxPending = maxPending
         self.maxWaiters = maxWaiters
@@ -161,6 +164,7 @@ public final class Forwarder {
         access = Unmanaged.passUnretained(newPlan.access)
         maxUDPSize = newPlan.maxUDPSize
         prefetch = newPlan.cache.prefetch
+        rateLimiter = newPlan.rateLimit.queriesPerSecond > 0 ? RateLimiter(newPlan.rateLimit) : nil
     }
 
     /// The state (plan and server health) an in-flight query belongs to.
@@ -190,6 +194,18 @@ public final class Forwarder {
         case .refused: return answerError(p, q, .refused, client, &io)
         }
         guard access._withUnsafeGuaranteedRef({ $0.allows(source) }) else { return answerError(p, q, .refused, client, &io) }
+        if client.transport == .udp {
+            if let limiter = rateLimiter {
+                switch limiter.check(source, nowMs: now) {
+                case .pass: break
+                case .drop: counters.rateLimited &+= 1; return
+                case .slip: counters.rateLimited &+= 1; return answerTruncated(p, q, client, &io)
+                }
+            }
+            // ANY over UDP is the classic amplification query: answer with TC=1 so a real
+            // client asks again over TCP (RFC 8482 allows a minimal answer).
+            if q.qtype == 255 { return answerTruncated(p, q, client, &io) }
+        }
         let group = router._withUnsafeGuaranteedRef { $0.route(name: p + Header.size, length: q.nameLength, labelCount: q.labelCount) }
         let keyFlags = (q.dnssecOK ? CacheKey.dnssecOK : 0) | (q.checkingDisabled ? CacheKey.checkingDisabled : 0)
         let key = CacheKey(name: p + Header.size, nameLength: q.nameLength, qtype: q.qtype, qclass: q.qclass, flags: keyFlags)
@@ -247,6 +263,14 @@ public final class Forwarder {
                                origin: AnswerOrigin = .local) {
         rcodes[Int(Header.flags(bytes) & Header.rcodeMask)] &+= 1
         io.reply(client, bytes, n, origin: origin)
+    }
+
+    /// An empty NOERROR answer with TC=1: header and question only.
+    func answerTruncated<IO: ForwarderIO>(_ p: UnsafeMutableRawPointer, _ q: QueryInfo, _ client: ClientHandle, _ io: inout IO) {
+        let n = ResponseWriter.error(query: p, info: q, rcode: .noError, into: scratch, maxUDPSize: maxUDPSize)
+        Wire.put16(scratch, Header.flagsOffset, Header.flags(scratch) | Header.tc)
+        counters.truncated &+= 1
+        emit(client, scratch, n, &io)
     }
 
     func addWaiter(slot: Int32, client: ClientHandle, q: QueryInfo, name: UnsafeRawPointer, udpLimit: UInt16) -> Bool {
@@ -730,12 +754,51 @@ public final class Forwarder {
         return true
     }
 
+    /// For a cluster zone's AAAA query that failed: if the name's A answer is known, the
+    /// name exists, so answer NODATA rather than SERVFAIL (nginx fails the whole lookup when
+    /// either family errors). Returns true when the waiters were answered.
+    func answerAAAANodata<IO: ForwarderIO>(_ s: Int32, now: UInt64, io: inout IO) -> Bool {
+        let i = Int(s)
+        let e = pending[i]
+        let st = state(i)
+        guard e.qtype == RRType.aaaa, st.plan.cache.clusterAAAANodata, st.plan.groups[Int(e.group)].kind == .cluster else {
+            return false
+        }
+        let key = CacheKey(name: pendingNames + i * 256, nameLength: Int(e.nameLength), qtype: RRType.a, qclass: e.qclass, flags: e.keyFlags)
+        let hit = cache.lookup(key, now: Forwarder.seconds(now), allowStale: true, into: scratch, capacity: Forwarder.scratchSize)
+        guard hit.status != .miss, Header.flags(scratch) & Header.rcodeMask == 0, Header.count(scratch, Header.ancountOffset) > 0 else {
+            return false
+        }
+        let nl = Int(e.nameLength)
+        var w = e.firstWaiter
+        while w >= 0 {
+            let wt = waiters[Int(w)]
+            let m = scratch
+            Wire.put16(m, Header.idOffset, wt.id)
+            Wire.put16(m, Header.flagsOffset, Header.qr | Header.ra | (wt.flags & (Header.rd | Header.cd)))
+            Wire.put16(m, Header.qdcountOffset, 1)
+            Wire.put16(m, Header.ancountOffset, 0)
+            Wire.put16(m, Header.nscountOffset, 0)
+            Wire.put16(m, Header.arcountOffset, 0)
+            (m + Header.size).copyMemory(from: waiterNames + Int(w) * 256, byteCount: nl)
+            Wire.put16(m, Header.size + nl, e.qtype)
+            Wire.put16(m, Header.size + nl + 2, e.qclass)
+            var n = Header.size + nl + 4
+            if wt.hasEDNS { n = ResponseWriter.appendOPT(m, at: n, udpSize: maxUDPSize, dnssecOK: wt.dnssecOK) }
+            counters.synthesizedNodata &+= 1
+            emit(wt.client, m, n, &io)
+            w = wt.next
+        }
+        return true
+    }
+
     /// Every attempt failed: stale answer if there is one, else SERVFAIL, which is also
     /// remembered for `servfailTTL` seconds (RFC 9520) so a broken zone is not hammered by
     /// every client's retries.
     func fail<IO: ForwarderIO>(_ s: Int32, now: UInt64, io: inout IO) {
         let i = Int(s)
         let servedStale = pending[i].firstWaiter >= 0 && serveStale(s, now: now, io: &io)
+        if !servedStale && pending[i].firstWaiter >= 0 && answerAAAANodata(s, now: now, io: &io) { return release(s) }
         let policy = state(i).plan.cache
         if !servedStale && policy.servfailTTL > 0 {
             let e = pending[i]

@@ -45,6 +45,10 @@ public struct CachePolicy: Sendable {
     /// TTL given to stale answers and how long they are reused before the next upstream try.
     public var staleTTL: UInt32 = 30
     public var prefetch: Bool = true
+    /// nginx fails a whole lookup when either its A or its AAAA query errors. When kube-dns
+    /// cannot answer an AAAA query but the name's A record is known, answer NODATA instead
+    /// of SERVFAIL (cluster zones only; most clusters are IPv4-only anyway).
+    public var clusterAAAANodata: Bool = true
 
     public init() {}
 }
@@ -65,10 +69,13 @@ public final class ForwardingPlan: @unchecked Sendable {
     /// UDP size advertised to upstream servers.
     public let upstreamUDPSize: UInt16
     public let cache: CachePolicy
+    /// Per-client UDP query rate (queries per second, 0 = unlimited) and who is exempt.
+    public let rateLimit: RateLimitPolicy
 
     public init(servers: [Endpoint], groups: [ServerGroup], router: ZoneRouter, access: AccessList,
                 upstreamTimeoutMs: UInt64 = 1_500, queryTimeoutMs: UInt64 = 4_000,
-                maxUDPSize: UInt16 = 1232, upstreamUDPSize: UInt16 = 1232, cache: CachePolicy = CachePolicy()) {
+                maxUDPSize: UInt16 = 1232, upstreamUDPSize: UInt16 = 1232, cache: CachePolicy = CachePolicy(),
+                rateLimit: RateLimitPolicy = RateLimitPolicy()) {
         self.servers = servers
         self.groups = groups
         self.router = router
@@ -78,6 +85,7 @@ public final class ForwardingPlan: @unchecked Sendable {
         self.maxUDPSize = maxUDPSize
         self.upstreamUDPSize = upstreamUDPSize
         self.cache = cache
+        self.rateLimit = rateLimit
     }
 
     /// The zone table as one line per zone, for the start-up log.
@@ -89,5 +97,22 @@ public final class ForwardingPlan: @unchecked Sendable {
         let d = groups[router.defaultGroup]
         lines.append(". -> \(d.servers.map { servers[$0].description }.joined(separator: ",")) (\(d.kind.rawValue))")
         return lines
+    }
+}
+
+/// Response rate limiting per client over UDP. Off by default: an office forwarder has few,
+/// known clients. When on, a client (IPv4 address or IPv6 /64) above `queriesPerSecond`
+/// gets every `slip`-th answer as an empty TC=1 reply (a real client retries over TCP, a
+/// spoofed victim gets a tiny packet) and the rest dropped. TCP is never limited, and
+/// `exempt` prefixes (nginx boxes, proxies that speak for many users) are never limited.
+public struct RateLimitPolicy: Sendable {
+    public var queriesPerSecond: UInt32 = 0
+    public var slip: UInt32 = 2
+    public var exempt: [CIDR] = []
+
+    public init(queriesPerSecond: UInt32 = 0, slip: UInt32 = 2, exempt: [CIDR] = []) {
+        self.queriesPerSecond = queriesPerSecond
+        self.slip = slip
+        self.exempt = exempt
     }
 }

@@ -8,10 +8,10 @@ public enum ConfigFile {
     /// Keys of `[dns]` that hold lists; in environment variables their items are separated
     /// by spaces or `;` (commas belong to `forward`'s server lists).
     public static let dnsListKeys: Set<String> = ["listen", "cluster-zone", "cluster-dns", "pod-cidr", "service-cidr",
-                                                  "upstream", "forward", "allow"]
+                                                  "upstream", "forward", "allow", "rate-limit-exempt"]
 
     static let integerKeys: Set<String> = ["threads", "max-udp-size", "max-tcp-connections", "cache-min-ttl", "cache-max-ttl",
-                                           "cache-negative-ttl", "cache-servfail-ttl", "stale-ttl", "cache-size", "socket-buffer"]
+                                           "cache-negative-ttl", "cache-servfail-ttl", "stale-ttl", "cache-size", "socket-buffer", "rate-limit"]
 
     /// The environment variable for a `[dns]` key: `cluster-dns` → `KUBEBRIDGE_CLUSTER_DNS`.
     public static func environmentName(_ key: String) -> String {

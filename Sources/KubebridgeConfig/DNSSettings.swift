@@ -80,6 +80,10 @@ public struct DNSSettings: Sendable {
     /// Admin listener for /metrics, /healthz, /readyz; off when nil.
     public var admin: Endpoint?
     public var logLevel: String = "info"
+    /// Per-client UDP queries per second; 0 = off.
+    public var rateLimit: Int = 0
+    public var rateLimitExempt: [CIDR] = []
+    public var clusterAAAANodata: Bool = true
     public var queryLog: Bool = false
 
     public init() {}
@@ -90,7 +94,7 @@ public struct DNSSettings: Sendable {
         "threads", "max-udp-size", "upstream-timeout", "query-timeout", "tcp-idle-timeout", "max-tcp-connections",
         "cache-size", "cache-min-ttl", "cache-max-ttl", "cache-negative-ttl", "cache-servfail-ttl", "stale-ttl",
         "stale-window-cluster", "stale-window-public", "prefetch", "socket-buffer", "resolv-conf", "admin",
-        "log-level", "query-log",
+        "log-level", "query-log", "rate-limit", "rate-limit-exempt", "cluster-aaaa-nodata",
     ]
 
     /// Overlays the `[dns]` table of `document` on these settings; returns every problem.
@@ -135,6 +139,9 @@ public struct DNSSettings: Sendable {
             }
         }
         if let v = r.bool("query-log") { queryLog = v }
+        if let v = r.integer("rate-limit", in: 0...1_000_000) { rateLimit = v }
+        if let v = each("rate-limit-exempt", { try CIDR(parsing: $0) }) { rateLimitExempt = v }
+        if let v = r.bool("cluster-aaaa-nodata") { clusterAAAANodata = v }
         if let (v, line) = r.string("admin") {
             do { admin = try Endpoint(parsing: v) } catch { r.error(line, "admin: \(error)") }
         }
@@ -217,10 +224,12 @@ public struct DNSSettings: Sendable {
         policy.servfailTTL = UInt32(cacheServfailTTL)
         policy.staleTTL = UInt32(staleTTL)
         policy.prefetch = prefetch
+        policy.clusterAAAANodata = clusterAAAANodata
         let access = allow.isEmpty ? AccessList.standard : AccessList(allow)
         return ForwardingPlan(servers: servers, groups: groups, router: router, access: access,
                               upstreamTimeoutMs: upstreamTimeoutMs, queryTimeoutMs: queryTimeoutMs,
-                              maxUDPSize: UInt16(maxUDPSize), cache: policy)
+                              maxUDPSize: UInt16(maxUDPSize), cache: policy,
+                              rateLimit: RateLimitPolicy(queriesPerSecond: UInt32(rateLimit), exempt: rateLimitExempt))
     }
 }
 

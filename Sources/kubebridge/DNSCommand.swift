@@ -41,6 +41,10 @@ struct DNSOptions: ParsableArguments {
     var cacheSize: String?
     @Option(name: .long, help: "Serve /metrics, /healthz and /readyz on ADDR:PORT (off by default; keep it on loopback).")
     var admin: String?
+    @Option(name: .customLong("rate-limit"), help: "UDP queries per second per client (IPv4 address or IPv6 /64); 0 = off (default).")
+    var rateLimit: Int?
+    @Option(name: .customLong("rate-limit-exempt"), help: "Client prefix never rate limited, e.g. an nginx box or proxy (repeatable).")
+    var rateLimitExempt: [String] = []
     @Option(name: .customLong("log-level"), help: "error, warning, info (default) or debug.")
     var logLevel: String?
     @Flag(name: .customLong("query-log"), help: "Log every answer on stdout: client, name, type, rcode, origin, server, latency.")
@@ -100,6 +104,10 @@ struct DNSOptions: ParsableArguments {
             if Log.Level(name: l) != nil { s.logLevel = l } else { problems.append("--log-level: '\(l)' is not error, warning, info or debug") }
         }
         if queryLog { s.queryLog = true }
+        if let r = rateLimit {
+            if r >= 0 { s.rateLimit = r } else { problems.append("--rate-limit: must be 0 (off) or more") }
+        }
+        if let v = each("rate-limit-exempt", rateLimitExempt, { try CIDR(parsing: $0) }) { s.rateLimitExempt = v }
         if !problems.isEmpty { throw ValidationError(problems.joined(separator: "\n")) }
         return s
     }

@@ -441,6 +441,57 @@ final class ForwarderReplayTests: XCTestCase {
         XCTAssertEqual(io.udp.count, 2)
     }
 
+    func testClusterAAAAFailureBecomesNodataWhenTheNameHasAnA() throws {
+        let f = try makeForwarder()
+        handle(f, query("web.prod.svc.cluster.local", id: 1))
+        respond(f, to: io.udp[0]) { b, n in b.record(.answer, owner: n, type: 1, ttl: 30, rdata: [172, 21, 0, 10]) }
+        handle(f, query("web.prod.svc.cluster.local", type: RRType.aaaa, id: 2))
+        respond(f, to: io.udp[1], rcode: RCode.servFail.rawValue)
+        let a = parse(io.replies[1].1)
+        XCTAssertEqual(a.rcode, 0, "NODATA, not SERVFAIL: nginx would fail the whole lookup")
+        XCTAssertEqual(a.answerCount, 0)
+        XCTAssertEqual(f.counters.synthesizedNodata, 1)
+        // A name without a known A record still gets SERVFAIL, and so do public names.
+        handle(f, query("unknown.prod.svc.cluster.local", type: RRType.aaaa, id: 3))
+        respond(f, to: io.udp[2], rcode: RCode.servFail.rawValue)
+        XCTAssertEqual(parse(io.replies[2].1).rcode, RCode.servFail.rawValue)
+    }
+
+    func testRateLimitSlipsAndDropsOnlyOverLimitUDPClients() throws {
+        let cluster = self.cluster
+        let router = ZoneRouter(defaultGroup: 0)
+        try router.add(zone: wire("cluster.local"), group: 0)
+        let plan = ForwardingPlan(servers: [cluster], groups: [ServerGroup(name: "cluster", kind: .cluster, servers: [0], staleWindow: 0)],
+                                  router: router, access: .standard,
+                                  rateLimit: RateLimitPolicy(queriesPerSecond: 10, slip: 2, exempt: [try CIDR(parsing: "192.168.1.200/32")]))
+        let f = Forwarder(plan: plan, cache: PacketCache(capacityBytes: 1 << 20, shardCount: 2), random: FastRandom(seed: 5),
+                          maxPending: 64, maxWaiters: 256, upstreamSockets: 2)
+        handle(f, query("hot.cluster.local", id: 1))
+        respond(f, to: io.udp[0]) { b, n in b.record(.answer, owner: n, type: 1, ttl: 300, rdata: [1, 2, 3, 4]) }
+        for k in 0..<29 { handle(f, query("hot.cluster.local", id: UInt16(10 + k))) }
+        // 10 tokens: the first query and 9 more pass; of the 20 over the limit every 2nd slips (TC).
+        let truncated = io.replies.filter { parse($0.1).truncated }.count
+        XCTAssertEqual(io.replies.count, 10 + 10)
+        XCTAssertEqual(truncated, 10)
+        XCTAssertEqual(f.counters.rateLimited, 20)
+        // Tokens come back with time; exempt clients and TCP are never limited.
+        now += 1000
+        handle(f, query("hot.cluster.local", id: 90))
+        XCTAssertFalse(parse(io.replies.last!.1).truncated)
+        for k in 0..<30 { handle(f, query("hot.cluster.local", id: UInt16(100 + k)), from: IPAddress("192.168.1.200")!) }
+        for k in 0..<30 { handle(f, query("hot.cluster.local", id: UInt16(200 + k)), transport: .tcp) }
+        XCTAssertEqual(io.replies.suffix(60).filter { parse($0.1).truncated }.count, 0)
+    }
+
+    func testANYOverUDPIsTruncated() throws {
+        let f = try makeForwarder()
+        handle(f, query("example.test", type: 255, id: 7))
+        XCTAssertTrue(parse(io.replies[0].1).truncated)
+        XCTAssertEqual(io.udp.count, 0, "not forwarded over UDP")
+        handle(f, query("example.test", type: 255, id: 8), transport: .tcp)
+        XCTAssertEqual(io.udp.count, 1, "over TCP it is forwarded")
+    }
+
     func testPrefetchRefreshesHotEntryOnce() throws {
         let f = try makeForwarder()
         handle(f, query("hot.example.test", id: 1))
