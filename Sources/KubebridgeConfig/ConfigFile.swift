@@ -11,7 +11,7 @@ public enum ConfigFile {
                                                   "upstream", "forward", "allow", "rate-limit-exempt"]
 
     static let integerKeys: Set<String> = ["threads", "max-udp-size", "max-tcp-connections", "cache-min-ttl", "cache-max-ttl",
-                                           "cache-negative-ttl", "cache-servfail-ttl", "stale-ttl", "cache-size", "socket-buffer", "rate-limit"]
+                                           "cache-negative-ttl", "cache-servfail-ttl", "stale-ttl", "cache-size", "socket-buffer", "rate-limit", "upstream-sockets"]
 
     /// The environment variable for a `[dns]` key: `cluster-dns` → `KUBEBRIDGE_CLUSTER_DNS`.
     public static func environmentName(_ key: String) -> String {

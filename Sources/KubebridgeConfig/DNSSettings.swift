@@ -84,6 +84,10 @@ public struct DNSSettings: Sendable {
     public var rateLimit: Int = 0
     public var rateLimitExempt: [CIDR] = []
     public var clusterAAAANodata: Bool = true
+    /// Upstream UDP sockets per worker and address family, each on a kernel-chosen random
+    /// port; a query leaves on a random one (RFC 5452). More sockets: more port entropy;
+    /// fewer: more answers read per system call.
+    public var upstreamSockets: Int = 16
     public var queryLog: Bool = false
 
     public init() {}
@@ -95,6 +99,7 @@ public struct DNSSettings: Sendable {
         "cache-size", "cache-min-ttl", "cache-max-ttl", "cache-negative-ttl", "cache-servfail-ttl", "stale-ttl",
         "stale-window-cluster", "stale-window-public", "prefetch", "socket-buffer", "resolv-conf", "admin",
         "log-level", "query-log", "rate-limit", "rate-limit-exempt", "cluster-aaaa-nodata",
+        "upstream-sockets",
     ]
 
     /// Overlays the `[dns]` table of `document` on these settings; returns every problem.
@@ -142,6 +147,7 @@ public struct DNSSettings: Sendable {
         if let v = r.integer("rate-limit", in: 0...1_000_000) { rateLimit = v }
         if let v = each("rate-limit-exempt", { try CIDR(parsing: $0) }) { rateLimitExempt = v }
         if let v = r.bool("cluster-aaaa-nodata") { clusterAAAANodata = v }
+        if let v = r.integer("upstream-sockets", in: 1...1024) { upstreamSockets = v }
         if let (v, line) = r.string("admin") {
             do { admin = try Endpoint(parsing: v) } catch { r.error(line, "admin: \(error)") }
         }

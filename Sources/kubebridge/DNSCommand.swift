@@ -137,6 +137,7 @@ struct DNSCommand: ParsableCommand {
         server.maxTCPConnections = settings.maxTCPConnections
         server.socketBufferBytes = Int32(settings.socketBuffer)
         server.queryLog = settings.queryLog
+        server.upstreamSockets = settings.upstreamSockets
         if settings.queryLog { setvbuf(stdout, nil, _IOLBF, 0) }   // one line at a time into journald
         Log.level = Log.Level(name: settings.logLevel) ?? .info
         SignalWaiter.blockSignals()
@@ -216,6 +217,7 @@ struct DNSCommand: ParsableCommand {
         if a.socketBuffer != b.socketBuffer { out.append("socket-buffer") }
         if a.admin != b.admin { out.append("admin") }
         if a.queryLog != b.queryLog { out.append("query-log") }
+        if a.upstreamSockets != b.upstreamSockets { out.append("upstream-sockets") }
         return out
     }
 }
