@@ -48,7 +48,7 @@ let package = Package(
         .testTarget(name: "ForwardingTests", dependencies: ["Forwarding", "DNSWire", "PacketCache", "NetAddress"]),
         .testTarget(name: "EventLoopTests", dependencies: ["EventLoop", "Forwarding", "NetAddress"]),
         .testTarget(name: "RouteHelperTests", dependencies: ["RouteHelper", "NetAddress", "CShim"], resources: [.copy("Seeds")]),
-        .testTarget(name: "KubebridgeConfigTests", dependencies: ["KubebridgeConfig", "NetAddress", "Forwarding"]),
+        .testTarget(name: "KubebridgeConfigTests", dependencies: ["KubebridgeConfig", "NetAddress", "Forwarding"], exclude: ["Seeds"]),
         .testTarget(name: "EndToEndTests", dependencies: [], exclude: ["Fixtures/fakedns.py"]),
     ]
 )

@@ -11,6 +11,8 @@
 #   --no-static     build without --static-swift-stdlib (the package then needs the Swift runtime)
 #   --no-strip      keep symbols in the packaged binary
 #   --fast          gzip -1 instead of xz (quick test packages)
+#   --scratch-path D  SwiftPM build directory (default .build-pkg; must not be one a running
+#                   `swift test` uses: SwiftPM locks it and the build would wait forever)
 #
 # Prints the path of the .deb on the last line of stdout. Environment: DEBFULLNAME/DEBEMAIL
 # (maintainer), SOURCE_DATE_EPOCH (timestamps; default: the commit's date).
@@ -26,6 +28,7 @@ version=""
 static=1
 strip_binary=1
 compress=(-Zxz -z9)
+scratch=.build-pkg
 
 die() { echo "build-deb: error: $*" >&2; exit 1; }
 note() { echo "build-deb: $*" >&2; }
@@ -38,7 +41,8 @@ while [ $# -gt 0 ]; do
         --no-static) static=0; shift ;;
         --no-strip) strip_binary=0; shift ;;
         --fast) compress=(-Zgzip -z1); shift ;;
-        -h|--help) sed -n '2,17s/^# \{0,1\}//p' "$0"; exit 0 ;;
+        --scratch-path) scratch=${2:?--scratch-path needs a directory}; shift 2 ;;
+        -h|--help) sed -n '2,19s/^# \{0,1\}//p' "$0"; exit 0 ;;
         *) die "unknown option '$1' (see --help)" ;;
     esac
 done
@@ -87,21 +91,21 @@ if [ -z "$binary" ]; then
     command -v swift >/dev/null || die "swift not found (or pass --binary PATH)"
     # --disable-local-rpath: no RUNPATH $ORIGIN (nothing is shipped next to the binary);
     # -z now: full RELRO (lintian's hardening-no-bindnow).
-    flags=(-c release --scratch-path .build-pkg --product kubebridge --disable-local-rpath -Xlinker -z -Xlinker now)
+    flags=(-c release --scratch-path "$scratch" --product kubebridge --disable-local-rpath -Xlinker -z -Xlinker now)
     [ "$static" = 1 ] && flags+=(--static-swift-stdlib)
     note "swift build ${flags[*]}"
     swift build "${flags[@]}" >&2
     binary="$(swift build "${flags[@]}" --show-bin-path)/kubebridge"
     # The manual page comes from swift-argument-parser's generate-manual (a debug build of
     # the dependency's tool; it reads the binary's --experimental-dump-help).
-    if swift build --scratch-path .build-pkg --product generate-manual >&2; then
-        manual_tool="$(swift build --scratch-path .build-pkg --show-bin-path)/generate-manual"
+    if swift build --scratch-path "$scratch" --product generate-manual >&2; then
+        manual_tool="$(swift build --scratch-path "$scratch" --show-bin-path)/generate-manual"
     else
         note "warning: could not build generate-manual; the package has no manual page"
     fi
 else
     # --binary: use the manual tool when an earlier full build left one.
-    manual_tool="$REPO/.build-pkg/debug/generate-manual"
+    manual_tool="$scratch/debug/generate-manual"
 fi
 [ -x "$binary" ] || die "$binary is not an executable"
 "$binary" --help >/dev/null 2>&1 || die "$binary --help failed: the binary does not run here"
@@ -118,7 +122,11 @@ if [ "$strip_binary" = 1 ]; then
 fi
 # The packaged binary must still run and accept the packaged configuration.
 "$root/usr/bin/kubebridge" --help >/dev/null 2>&1 || die "packaged binary does not run"
-"$root/usr/bin/kubebridge" check --config packaging/deb/kubebridge.toml >&2 \
+# The default has no `upstream` (it uses /etc/resolv.conf): check it against a stand-in
+# resolv.conf, so that the result does not depend on this build machine's resolver.
+printf 'nameserver 192.0.2.53\n' > "$work/resolv.conf"
+sed "/^\[dns\]/a resolv-conf = \"$work/resolv.conf\"" packaging/deb/kubebridge.toml > "$work/kubebridge.toml"
+"$root/usr/bin/kubebridge" check --config "$work/kubebridge.toml" >&2 \
     || die "packaging/deb/kubebridge.toml does not pass 'kubebridge check'"
 
 if [ -n "$manual_tool" ] && [ -x "$manual_tool" ]; then

@@ -217,6 +217,10 @@ public enum MetricsText {
                [("reason=\"malformed\"", sum { $0.dropped }), ("reason=\"overload\"", sum { $0.overloaded }),
                 ("reason=\"send_failed\"", Double(snaps.reduce(0) { $0 + $1.droppedReplies }))])
         metric("kubebridge_refused_total", "counter", "Queries refused (access list, zone transfers).", [("", sum { $0.refused })])
+        metric("kubebridge_rate_limited_total", "counter", "UDP queries over a client's rate limit (dropped or answered TC=1).",
+               [("", sum { $0.rateLimited })])
+        metric("kubebridge_nodata_synthesized_total", "counter", "Failed cluster AAAA queries answered NODATA because the A answer is known.",
+               [("", sum { $0.synthesizedNodata })])
         metric("kubebridge_formerr_total", "counter", "Malformed queries answered FORMERR.", [("", sum { $0.formerr })])
         metric("kubebridge_truncated_total", "counter", "UDP answers cut to fit the client's size (TC=1).", [("", sum { $0.truncated })])
         metric("kubebridge_queries_in_flight", "gauge", "Upstream queries in flight.", [("", Double(snaps.reduce(0) { $0 + $1.inFlight }))])

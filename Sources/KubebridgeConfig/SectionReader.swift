@@ -120,8 +120,17 @@ public enum Units {
         for (u, mult) in units where s.hasSuffix(u) {
             let num = s.dropLast(u.count)
             if u == "s" && num.hasSuffix("m") { continue }
-            if let n = UInt64(num) { return n * mult }
-            if let d = Double(num), d >= 0, d.isFinite { return UInt64((d * Double(mult)).rounded()) }
+            // Overflow is an error, not a trap: "99999999999999999d", "1e300s".
+            if let n = UInt64(num) {
+                let (ms, overflow) = n.multipliedReportingOverflow(by: mult)
+                if overflow { throw UnitError(description: "'\(s)' is too long a duration") }
+                return ms
+            }
+            if let d = Double(num), d >= 0, d.isFinite {
+                let ms = (d * Double(mult)).rounded()
+                guard ms < 18_446_744_073_709_551_616.0 else { throw UnitError(description: "'\(s)' is too long a duration") }
+                return UInt64(ms)
+            }
         }
         throw UnitError(description: "'\(s)' is not a duration (write e.g. 1500ms, 2s, 5m, 1h, 1d, or milliseconds)")
     }
@@ -135,7 +144,11 @@ public enum Units {
     public static func size(_ s: String) throws -> Int {
         let units: [(String, Int)] = [("KiB", 1 << 10), ("MiB", 1 << 20), ("GiB", 1 << 30), ("K", 1 << 10), ("M", 1 << 20), ("G", 1 << 30), ("B", 1)]
         for (u, mult) in units where s.hasSuffix(u) {
-            if let n = Int(s.dropLast(u.count).trimmingSpaces()), n >= 0 { return n * mult }
+            if let n = Int(s.dropLast(u.count).trimmingSpaces()), n >= 0 {
+                let (bytes, overflow) = n.multipliedReportingOverflow(by: mult)
+                if overflow { throw UnitError(description: "'\(s)' is too large a size") }
+                return bytes
+            }
         }
         if let n = Int(s), n >= 0 { return n }
         throw UnitError(description: "'\(s)' is not a size (write e.g. 64MiB, 512KiB or a number of bytes)")
