@@ -8,9 +8,11 @@ import PackageDescription
 //
 // Build with scripts/fuzz.sh, which runs:
 //   swift build -c release --package-path Fuzz --scratch-path Fuzz/.build \
-//       -Xswiftc -sanitize=fuzzer,address -Xswiftc -parse-as-library
-// Every Swift module then carries SanitizerCoverage and ASan instrumentation; each
-// executable links libFuzzer's main() and exports LLVMFuzzerTestOneInput via @_cdecl.
+//       -Xswiftc -sanitize=fuzzer,address
+// Every Swift module then carries SanitizerCoverage and ASan instrumentation. SwiftPM
+// renames each executable's entry point (<Module>_main, aliased to main by the linker),
+// which keeps libFuzzer's own main() out, so each harness's main.swift calls
+// LLVMFuzzerRunDriver (declared in CFuzz) with its LLVMFuzzerTestOneInput function.
 
 /// NetlinkParser is internal to RouteHelper; -enable-testing lets the netlink harness use
 /// `@testable import` in a release build.
@@ -26,7 +28,8 @@ let package = Package(
         .target(name: "Forwarding", dependencies: ["DNSWire", "PacketCache", "NetAddress"]),
         .target(name: "RouteHelper", dependencies: ["NetAddress", "CShim"], swiftSettings: testable),
         .target(name: "KubebridgeConfig", dependencies: ["NetAddress", "DNSWire", "Forwarding"]),
-        .target(name: "FuzzSupport", dependencies: ["DNSWire"]),
+        .target(name: "CFuzz"),
+        .target(name: "FuzzSupport", dependencies: ["DNSWire", "CFuzz"]),
 
         .executableTarget(name: "FuzzQuery", dependencies: ["DNSWire", "FuzzSupport"]),
         .executableTarget(name: "FuzzResponse", dependencies: ["DNSWire", "FuzzSupport"]),

@@ -157,15 +157,19 @@ public enum Units {
     /// Edit distance, for "did you mean" hints.
     static func distance(_ a: String, _ b: String) -> Int {
         let x = Array(a), y = Array(b)
+        if x.isEmpty { return y.count }
+        // Two rows, swapped: no allocation per row (a file of unknown keys costs keys x
+        // known keys of these).
         var prev = Array(0...y.count)
-        for i in 1...max(1, x.count) where !x.isEmpty {
-            var cur = [i] + Array(repeating: 0, count: y.count)
+        var cur = [Int](repeating: 0, count: y.count + 1)
+        for i in 1...x.count {
+            cur[0] = i
             for j in 1...max(1, y.count) where !y.isEmpty {
                 cur[j] = min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (x[i - 1] == y[j - 1] ? 0 : 1))
             }
-            prev = cur
+            swap(&prev, &cur)
         }
-        return x.isEmpty ? y.count : prev[y.count]
+        return prev[y.count]
     }
 }
 

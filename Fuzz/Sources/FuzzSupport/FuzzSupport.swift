@@ -1,4 +1,5 @@
 import DNSWire
+import CFuzz
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -90,27 +91,34 @@ public func u16(_ m: [UInt8], _ at: Int) -> UInt16 { UInt16(m[at]) << 8 | UInt16
 /// read: FORMERR, NOTIMP) a header-only answer. Returns the parsed reply.
 @discardableResult
 public func checkReply(_ reply: [UInt8], to query: [UInt8], info q: QueryInfo, udpLimit: Int?,
-                       context: String) -> ResponseInfo {
-    let ctx = "\(context): reply \(hexString(reply)) to query \(hexString(query))"
-    fuzzCheck(reply.count >= Header.size, "reply shorter than a header; \(ctx)")
-    fuzzCheck(u16(reply, 0) == q.id, "reply does not echo the query ID; \(ctx)")
-    fuzzCheck(u16(reply, 2) & Header.qr != 0, "reply without QR; \(ctx)")
-    if let limit = udpLimit { fuzzCheck(reply.count <= limit, "UDP reply of \(reply.count) bytes over the client's limit \(limit); \(ctx)") }
+                       context: @autoclosure () -> String) -> ResponseInfo {
+    func ctx() -> String { "\(context()): reply \(hexString(reply)) to query \(hexString(query))" }
+    fuzzCheck(reply.count >= Header.size, "reply shorter than a header; \(ctx())")
+    fuzzCheck(u16(reply, 0) == q.id, "reply does not echo the query ID; \(ctx())")
+    fuzzCheck(u16(reply, 2) & Header.qr != 0, "reply without QR; \(ctx())")
+    if let limit = udpLimit { fuzzCheck(reply.count <= limit, "UDP reply of \(reply.count) bytes over the client's limit \(limit); \(ctx())") }
     let r = parseResponse(reply)
     if q.questionEnd == 0 {
         // Header-only error answer: no question to echo.
         let rcode = u16(reply, 2) & Header.rcodeMask
-        fuzzCheck(u16(reply, 4) == 0 && u16(reply, 6) == 0 && u16(reply, 8) == 0, "header-only answer with records; \(ctx)")
+        fuzzCheck(u16(reply, 4) == 0 && u16(reply, 6) == 0 && u16(reply, 8) == 0, "header-only answer with records; \(ctx())")
         fuzzCheck(rcode == RCode.formErr.rawValue || rcode == RCode.notImp.rawValue || rcode == 0,
-                  "header-only answer with rcode \(rcode); \(ctx)")
-        fuzzCheck(reply.count == Header.size || reply.count == Header.size + ResponseWriter.optSize, "header-only answer size; \(ctx)")
+                  "header-only answer with rcode \(rcode); \(ctx())")
+        fuzzCheck(reply.count == Header.size || reply.count == Header.size + ResponseWriter.optSize, "header-only answer size; \(ctx())")
         return r
     }
-    fuzzCheck(r.error == nil, "reply does not parse: \(r.error.map { "\($0)" } ?? ""); \(ctx)")
-    fuzzCheck(r.questionEnd == q.questionEnd, "reply question length differs; \(ctx)")
-    fuzzCheck(reply[Header.size..<r.questionEnd] == query[Header.size..<q.questionEnd], "reply question bytes differ; \(ctx)")
-    fuzzCheck(!q.hasEDNS || r.optStart >= 0 || u16(reply, 2) & Header.rcodeMask == RCode.formErr.rawValue,
-              "EDNS query answered without OPT; \(ctx)")
-    fuzzCheck(q.hasEDNS || r.optStart < 0, "OPT in the answer to a query without one; \(ctx)")
+    fuzzCheck(r.error == nil, "reply does not parse: \(r.error.map { "\($0)" } ?? ""); \(ctx())")
+    fuzzCheck(r.questionEnd == q.questionEnd, "reply question length differs; \(ctx())")
+    fuzzCheck(reply[Header.size..<r.questionEnd] == query[Header.size..<q.questionEnd], "reply question bytes differ; \(ctx())")
+    fuzzCheck(!q.hasEDNS || r.optStart >= 0, "EDNS query answered without OPT; \(ctx())")
+    fuzzCheck(q.hasEDNS || r.optStart < 0, "OPT in the answer to a query without one; \(ctx())")
     return r
+}
+
+/// Hands the process to libFuzzer with `callback` as LLVMFuzzerTestOneInput. Called from
+/// each harness's main.swift; takes libFuzzer's usual flags and corpus arguments.
+public func runFuzzer(_ callback: @convention(c) (UnsafePointer<UInt8>?, Int) -> Int32) -> Never {
+    var argc = CommandLine.argc
+    var argv: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>? = CommandLine.unsafeArgv
+    exit(LLVMFuzzerRunDriver(&argc, &argv, callback))
 }
