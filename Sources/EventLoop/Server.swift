@@ -76,7 +76,8 @@ public final class DNSServer {
             total.staleServed += c.staleServed; total.coalesced += c.coalesced
             total.prefetches += c.prefetches; total.upstreamQueries += c.upstreamQueries
             total.upstreamTimeouts += c.upstreamTimeouts; total.upstreamErrors += c.upstreamErrors
-            total.tcpFallbacks += c.tcpFallbacks; total.mismatched += c.mismatched
+            total.tcpFallbacks += c.tcpFallbacks; total.retransmissions += c.retransmissions
+            total.mismatched += c.mismatched
             total.servfail += c.servfail; total.formerr += c.formerr; total.refused += c.refused
             total.dropped += c.dropped; total.overloaded += c.overloaded; total.truncated += c.truncated
         }

@@ -433,6 +433,22 @@ public final class Forwarder {
         io.sendUDP(socket: Int(socket), to: st.plan.servers[server], scratch, n)
     }
 
+    /// The same query again, to the same server, with the same ID from the same socket
+    /// (RFC 1035 4.2.1's retransmission), so whichever copy's answer comes first is taken.
+    func retransmit<IO: ForwarderIO>(_ s: Int32, now: UInt64, io: inout IO) {
+        let i = Int(s)
+        let st = state(i)
+        pending[i].deadline = min(now + st.plan.upstreamTimeoutMs, pending[i].giveUpAt)
+        pending[i].sentAt = now
+        appendTimeout(s)
+        let n = buildUpstreamQuery(i, id: pending[i].upstreamID)
+        counters.upstreamQueries &+= 1
+        counters.retransmissions &+= 1
+        let server = Int(pending[i].server)
+        st.queries[server] &+= 1
+        io.sendUDP(socket: Int(pending[i].socket), to: st.plan.servers[server], scratch, n)
+    }
+
     func idBucket(socket: Int32, id: UInt16) -> Int {
         Int((UInt32(bitPattern: socket) &* 0x9E37_79B1) ^ UInt32(id) &* 0x85EB_CA6B) & bucketMask
     }
@@ -549,12 +565,16 @@ public final class Forwarder {
         handleResponse(s, p, count: count, now: now, io: &io)
     }
 
-    /// The TCP retry for `token` failed (connect refused, reset, closed early).
+    /// The TCP retry for `token` failed (connect refused, reset, closed before or in the
+    /// middle of the answer, no answer in time): that server failed this query.
     public func tcpFailed<IO: ForwarderIO>(token: UInt64, now: UInt64, io: inout IO) {
         let s = Int32(truncatingIfNeeded: token & 0xffff_ffff)
         guard s >= 0, Int(s) < maxPending, pending[Int(s)].inUse, pending[Int(s)].overTCP,
               pending[Int(s)].generation == UInt32(truncatingIfNeeded: token >> 32) else { return }
-        attemptFailed(s, now: now, io: &io, error: false)
+        counters.upstreamErrors &+= 1
+        let st = state(Int(s))
+        st.errors[Int(pending[Int(s)].server)] &+= 1
+        attemptFailed(s, now: now, io: &io, error: true)
     }
 
     func handleResponse<IO: ForwarderIO>(_ s: Int32, _ p: UnsafeMutableRawPointer, count: Int, now: UInt64, io: inout IO) {
@@ -565,8 +585,15 @@ public final class Forwarder {
               r.qtype == e.qtype, r.qclass == e.qclass,
               r.nameLength == 0 || DNSName.equalIgnoringCase(p + Header.size, pendingNames + i * 256, length: r.nameLength)
         else {
-            // Not the answer to our question: could be spoofed or a confused server. Keep waiting.
             counters.mismatched &+= 1
+            // Over TCP (our own connection, ID checked) this is the server's only answer and it
+            // is broken or cut short: that server failed.
+            if e.overTCP {
+                counters.upstreamErrors &+= 1
+                state(i).errors[Int(e.server)] &+= 1
+                return attemptFailed(s, now: now, io: &io, error: true)
+            }
+            // Over UDP it could be spoofed or a confused server. Keep waiting.
             return
         }
         let st = state(i)
@@ -582,7 +609,14 @@ public final class Forwarder {
             st.errors[Int(e.server)] &+= 1
             return attemptFailed(s, now: now, io: &io, error: true)
         }
-        if r.truncated && !e.overTCP {
+        if r.truncated && e.overTCP {
+            // TC over TCP cannot be fixed by asking again the same way (a server stuck in a
+            // TC loop, or an answer over 64 KiB): this server failed; try the next or SERVFAIL.
+            counters.upstreamErrors &+= 1
+            st.errors[Int(e.server)] &+= 1
+            return attemptFailed(s, now: now, io: &io, error: true)
+        }
+        if r.truncated {
             // RFC 7766 5: retry the same question over TCP to the same server.
             counters.tcpFallbacks &+= 1
             unregisterID(s)
@@ -700,7 +734,11 @@ public final class Forwarder {
     /// keep resolving in the background.
     func attemptFailed<IO: ForwarderIO>(_ s: Int32, now: UInt64, io: inout IO, error: Bool) {
         let i = Int(s)
-        unregisterID(s)
+        // A UDP attempt that merely timed out stays registered until we know whether the
+        // next attempt goes to the same server: then it is a retransmission with the same
+        // ID and socket, and a slow server's late answer to the first copy still counts.
+        let mayRetransmit = !error && !pending[i].overTCP && pending[i].idRegistered
+        if !mayRetransmit { unregisterID(s) }
         removeTimeout(s)
         pending[i].lastWasError = error
         if error { pending[i].errors += 1 }
@@ -719,6 +757,12 @@ public final class Forwarder {
         let everyServerErred = Int(pending[i].errors) >= g.servers.count
         if now < pending[i].giveUpAt && !g.servers.isEmpty && !everyServerErred {
             let pos = st.next(after: Int(pending[i].serverPos), in: g)
+            if mayRetransmit && Int32(g.servers[pos]) == pending[i].server {
+                pending[i].serverPos = Int32(pos)
+                retransmit(s, now: now, io: &io)
+                return
+            }
+            unregisterID(s)
             pending[i].serverPos = Int32(pos)
             pending[i].server = Int32(g.servers[pos])
             sendAttempt(s, now: now, io: &io)
@@ -800,7 +844,10 @@ public final class Forwarder {
         let servedStale = pending[i].firstWaiter >= 0 && serveStale(s, now: now, io: &io)
         if !servedStale && pending[i].firstWaiter >= 0 && answerAAAANodata(s, now: now, io: &io) { return release(s) }
         let policy = state(i).plan.cache
-        if !servedStale && policy.servfailTTL > 0 {
+        // A query that began with a stale answer in the cache (a client was served it, or
+        // will be on the next timeout) must not overwrite it with a SERVFAIL: the stale data
+        // is what keeps the name working while its server is down.
+        if !servedStale && !pending[i].staleAvailable && policy.servfailTTL > 0 {
             let e = pending[i]
             let m = scratch
             let nl = Int(e.nameLength)

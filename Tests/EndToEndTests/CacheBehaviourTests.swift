@@ -244,6 +244,81 @@ final class CacheBehaviourTests: EndToEndTestCase {
         XCTAssertLessThan(newElapsed, 0.9)
     }
 
+    /// Issue 7: kube-dns killed (SIGKILL) and restarted while four clients keep asking for
+    /// ten cluster and ten public names (TTL 1, so they expire during the outage). Every
+    /// cluster query is answered with its address (stale while kube-dns is gone), every public
+    /// query is unaffected, and after the restart a changed address is picked up.
+    func testKubeDNSKilledAndRestartedUnderLoad() throws {
+        func clusterZone(web0: String) -> [String: String] {
+            ["cluster.local": Zones.soa("cluster.local")
+                + (0..<10).map { "web\($0).prod.svc 1 A \($0 == 0 ? web0 : "172.21.0.\(10 + $0)")\n" }.joined()]
+        }
+        let kube = try startKnot("kube-dns-load", zones: clusterZone(web0: "172.21.0.10"))
+        let publicKnot = try startKnot("upstream-load", address: "127.0.0.3", zones: [
+            "example.test": Zones.soa("example.test") + (0..<10).map { "www\($0) 1 A 198.51.100.\(10 + $0)\n" }.joined(),
+        ])
+        let config = try configFile(["stale-ttl = 1"])
+        let kb = try startKubebridge(["--config", config, "--cluster-zone", "cluster.local", "--cluster-dns", kube.endpoint,
+                                      "--upstream", publicKnot.endpoint] + Self.timeouts(upstreamMs: 300, queryMs: 1500))
+        let cluster = (0..<10).map { "web\($0).prod.svc.cluster.local." }
+        let publicNames = (0..<10).map { "www\($0).example.test." }
+        for (i, name) in (cluster + publicNames).enumerated() {
+            let r = try XCTUnwrap(rawUDP(kb, QueryBuilder(id: UInt16(0x7600 + i), name: name).bytes), "warm-up: no answer for \(name)")
+            XCTAssertEqual(r.rcode, DNSRcode.noError, "warm-up \(name): \(r)")
+        }
+        func expected(_ name: String) -> Set<String> {
+            if let i = cluster.firstIndex(of: name) { return i == 0 ? ["172.21.0.10", "172.21.1.100"] : ["172.21.0.\(10 + i)"] }
+            return ["198.51.100.\(10 + publicNames.firstIndex(of: name)!)"]
+        }
+
+        // The load: bounded by time (7 s) and count (4,000 per client), paced at one query per
+        // 2 ms per client so that it lasts through the outage and the restart.
+        struct Outcome { let name: String; let rcode: Int?; let addresses: [String]; let at: TimeInterval }
+        let start = Date()
+        let lock = NSLock()
+        var outcomes: [Outcome] = []
+        let clients = Thread.detachedClients(4) { client in
+            var mine: [Outcome] = []
+            var n = 0
+            while Date().timeIntervalSince(start) < 7 && n < 4_000 {
+                Thread.sleep(forTimeInterval: 0.002)
+                let names = n % 2 == 0 ? cluster : publicNames
+                let name = names[(n / 2 + client * 3) % names.count]
+                let r = try? self.rawUDP(kb, QueryBuilder(id: UInt16(truncatingIfNeeded: client << 12 | n), name: name).bytes, timeout: 3)
+                mine.append(Outcome(name: name, rcode: r.map { Int($0.rcode) }, addresses: r?.addresses ?? [],
+                                    at: Date().timeIntervalSince(start)))
+                n += 1
+            }
+            lock.lock(); outcomes += mine; lock.unlock()
+        }
+        Thread.sleep(until: start.addingTimeInterval(1.5))
+        let port = kube.port
+        kube.stop(kill: true)
+        let killedAt = Date().timeIntervalSince(start)
+        // The outage is real: a name nobody asked for before fails.
+        let (never, _) = try timedQuery(kb, "never.prod.svc.cluster.local.", id: 0x76F0, timeout: 3)
+        XCTAssertEqual(never?.rcode, DNSRcode.servFail, "kube-dns should be unreachable: \(never.map { "\($0)" } ?? "no answer")")
+        Thread.sleep(until: start.addingTimeInterval(4))
+        _ = try startKnot("kube-dns-load-2", port: port, zones: clusterZone(web0: "172.21.1.100"))
+        let restartedAt = Date().timeIntervalSince(start)
+        clients.wait()
+
+        XCTAssertGreaterThan(outcomes.count, 200, "the load generator hardly ran")
+        let during = outcomes.filter { $0.at > killedAt && $0.at < restartedAt && cluster.contains($0.name) }
+        XCTAssertGreaterThan(during.count, 20, "too few cluster queries while kube-dns was down")
+        var failures: [String] = []
+        for o in outcomes where o.rcode != Int(DNSRcode.noError) || o.addresses.count != 1 || !expected(o.name).contains(o.addresses[0]) {
+            failures.append("\(String(format: "%.2f", o.at)) s \(o.name) rcode \(o.rcode.map(String.init) ?? "none") \(o.addresses)")
+        }
+        XCTAssertEqual(failures, [], "\(failures.count) of \(outcomes.count) queries failed (kube-dns killed at \(killedAt) s, back at \(restartedAt) s)")
+
+        // After the restart the changed address is served once the stale answer (stale-ttl 1) ran out.
+        let changed = E2E.waitUntil(timeout: 5, interval: 0.2) {
+            (try? self.rawUDP(kb, QueryBuilder(id: 0x76F1, name: cluster[0]).bytes, timeout: 1))??.addresses == ["172.21.1.100"]
+        }
+        XCTAssertTrue(changed, "the restarted kube-dns's new address for \(cluster[0]) was never served")
+    }
+
     /// Public and `forward` names are not served stale by default: SERVFAIL.
     func testPublicNamesAreNotServedStaleByDefault() throws {
         let knot = try startKnot("upstream-stale", address: "127.0.0.3", zones: [
@@ -334,4 +409,20 @@ final class CacheBehaviourTests: EndToEndTestCase {
         XCTAssertLessThanOrEqual(upstreamShort, 4, "the TTL-3 answer was hardly cached: \(upstreamShort) upstream queries, \(shortSeen)")
         XCTAssertEqual(try long.state().total, 1)
     }
+}
+
+extension Thread {
+    /// Runs `body(client)` on `count` threads; `wait()` blocks until every one returned.
+    final class Clients {
+        private let group = DispatchGroup()
+        fileprivate init(_ count: Int, _ body: @escaping (Int) -> Void) {
+            for c in 0..<count {
+                group.enter()
+                Thread.detachNewThread { [group] in body(c); group.leave() }
+            }
+        }
+        func wait() { group.wait() }
+    }
+
+    static func detachedClients(_ count: Int, _ body: @escaping (Int) -> Void) -> Clients { Clients(count, body) }
 }

@@ -64,10 +64,11 @@ final class UpstreamFaultTests: EndToEndTestCase {
     func testReplyWithWrongIDIsIgnored() throws { try assertSpoofRejected(.wrongID) }
     func testReplyFromWrongPortIsIgnored() throws { try assertSpoofRejected(.wrongPort) }
     func testReplyWithWrongQuestionIsIgnored() throws { try assertSpoofRejected(.wrongQuestion) }
+    func testReplyFromWrongAddressIsIgnored() throws { try assertSpoofRejected(.wrongAddress) }
 
     /// A spoof followed 50 ms later by the genuine reply: the genuine one wins.
     func testGenuineReplyAfterASpoofIsStillAccepted() throws {
-        for mode in [FakeDNS.Mode.wrongID, .wrongPort, .wrongQuestion] {
+        for mode in [FakeDNS.Mode.wrongID, .wrongPort, .wrongAddress, .wrongQuestion] {
             let fake = try startFake(mode, thenOK: true)
             let kb = try startKubebridge(upstreams: [fake], Self.timeouts(upstreamMs: 1000, queryMs: 2000))
             let result = try dig(kb, "then-ok.example.test", timeoutSeconds: 4)
@@ -94,5 +95,105 @@ final class UpstreamFaultTests: EndToEndTestCase {
         XCTAssertFalse(queries.allSatisfy { $0.id == Int(clientID) }, "the client's ID is passed upstream unchanged")
         let ports = Set(queries.map(\.sport))
         XCTAssertGreaterThan(ports.count, 1, "every upstream query came from the same source port \(ports)")
+    }
+
+    /// One raw UDP exchange, timed.
+    private func timed(_ kb: KubebridgeProcess, _ name: String, id: UInt16, timeout: TimeInterval = 5) throws
+        -> (response: DNSResponse?, elapsed: TimeInterval) {
+        let start = Date()
+        let response = try rawUDP(kb, QueryBuilder(id: id, name: name).bytes, timeout: timeout)
+        return (response, Date().timeIntervalSince(start))
+    }
+
+    /// kubebridge whose cluster zone has the given servers, in this order (cluster zones
+    /// keep the configured order, so the first one is always asked first).
+    private func startKubebridge(cluster: [FakeDNS], upstreamMs: Int = 2000, queryMs: Int = 4000) throws -> KubebridgeProcess {
+        try startKubebridge(["--cluster-zone", "cluster.local", "--upstream", "127.0.0.9:9"]
+                            + cluster.flatMap { ["--cluster-dns", $0.endpoint] }
+                            + Self.timeouts(upstreamMs: upstreamMs, queryMs: queryMs))
+    }
+
+    /// REFUSED is a failure of that server: with no other server the client gets SERVFAIL at
+    /// once (no waiting for a timeout); with another one, its answer.
+    func testRefusedFromUpstreamGivesSERVFAILAtOnceOrTheNextServersAnswer() throws {
+        let refused = try startFake(.refused)
+        let alone = try startKubebridge(cluster: [refused])
+        let (failed, elapsed) = try timed(alone, "web.refused.svc.cluster.local.", id: 0x5101)
+        XCTAssertEqual(try XCTUnwrap(failed, "no answer").rcode, DNSRcode.servFail, "\(failed!)")
+        XCTAssertLessThan(elapsed, 1.5, "REFUSED must not wait for the 2 s upstream timeout")
+
+        let ok = try startFake(.ok, address: "127.0.0.6")
+        let both = try startKubebridge(cluster: [refused, ok])
+        let answer = try XCTUnwrap(rawUDP(both, QueryBuilder(id: 0x5102, name: "web.next.svc.cluster.local.").bytes), "no answer")
+        XCTAssertEqual(answer.rcode, DNSRcode.noError, "\(answer)")
+        XCTAssertEqual(answer.addresses, ["192.0.2.1"], "\(answer)")
+        XCTAssertEqual(try refused.state().count("web.next.svc.cluster.local."), 1)
+        XCTAssertEqual(try ok.state().count("web.next.svc.cluster.local."), 1)
+    }
+
+    /// A server that takes 1.5 s to answer, with a 1 s upstream timeout and no other server:
+    /// the query is retransmitted with the same ID and the late answer to the first copy is
+    /// what the client gets, at about 1.5 s, not a SERVFAIL at the 4 s query timeout.
+    func testSlowUpstreamsLateAnswerIsTaken() throws {
+        let slow = try startFake(.ok, extra: ["--delay", "1500"])
+        let kb = try startKubebridge(upstreams: [slow], Self.timeouts(upstreamMs: 1000, queryMs: 4000))
+        let (response, elapsed) = try timed(kb, "Slow.Example.Test.", id: 0x5201)
+        let answer = try XCTUnwrap(response, "no answer within 5 s")
+        XCTAssertEqual(answer.rcode, DNSRcode.noError, "\(answer)")
+        XCTAssertEqual(answer.addresses, ["192.0.2.1"], "the answer to the first copy: \(answer)")
+        XCTAssertEqual(answer.id, 0x5201)
+        XCTAssertEqual(answer.questionName, "Slow.Example.Test.")
+        XCTAssertGreaterThan(elapsed, 1.3, "answered before the slow server could have")
+        XCTAssertLessThan(elapsed, 2.5, "the late answer was not taken")
+        let queries = try slow.state().queries
+        XCTAssertEqual(queries.count, 2, "one retransmission after the 1 s timeout: \(queries)")
+        XCTAssertEqual(Set(queries.map(\.id)).count, 1, "a retransmission repeats the ID: \(queries)")
+        XCTAssertEqual(Set(queries.map(\.sport)).count, 1, "and the source port: \(queries)")
+    }
+
+    /// TC=1 over UDP and over TCP: one TCP try, then SERVFAIL at once, for UDP and TCP
+    /// clients alike; never a loop.
+    func testTCLoopEndsInSERVFAILAfterOneTCPTry() throws {
+        let loop = try startFake(.tcAlways)
+        let kb = try startKubebridge(cluster: [loop])
+        let (response, elapsed) = try timed(kb, "web.loop.svc.cluster.local.", id: 0x5301)
+        XCTAssertEqual(try XCTUnwrap(response, "no answer").rcode, DNSRcode.servFail, "\(response!)")
+        XCTAssertLessThan(elapsed, 1.5, "a TC loop must not wait for the 2 s timeout")
+        let state = try loop.state()
+        XCTAssertEqual(state.udp, 1, "\(state.queries)")
+        XCTAssertEqual(state.tcp, 1, "exactly one TCP try: \(state.queries)")
+        let tcp = try dig(kb, "web.loop2.svc.cluster.local", options: ["+tcp"], timeoutSeconds: 4)
+        XCTAssertEqual(tcp.status, "SERVFAIL", "\(tcp)")
+        XCTAssertEqual(try loop.state().total, 4)
+    }
+
+    /// The TCP retry after TC=1 breaks: the server closes the connection half-way through the
+    /// answer (tcp-cut), or sends a message cut short with a matching length (tcp-garbled).
+    /// Alone: SERVFAIL at once, nothing half-read reaches the client or the cache. With a second
+    /// cluster server: its answer.
+    func testBrokenTCPAnswersFailOverAndNeverReachTheClient() throws {
+        for mode in [FakeDNS.Mode.tcpCut, .tcpGarbled] {
+            let broken = try startFake(mode)
+            let alone = try startKubebridge(cluster: [broken])
+            let name = "web.\(mode.rawValue).svc.cluster.local."
+            let (response, elapsed) = try timed(alone, name, id: 0x5401)
+            let failed = try XCTUnwrap(response, "\(mode.rawValue): no answer")
+            XCTAssertEqual(failed.rcode, DNSRcode.servFail, "\(mode.rawValue): \(failed)")
+            XCTAssertEqual(failed.addresses, [], "\(mode.rawValue): \(failed)")
+            XCTAssertLessThan(elapsed, 1.5, "\(mode.rawValue): a broken TCP answer must not wait for the timeout")
+            XCTAssertEqual(try broken.state().tcp, 1, mode.rawValue)
+
+            let ok = try startFake(.ok, address: "127.0.0.6")
+            let both = try startKubebridge(cluster: [broken, ok])
+            let other = "api.\(mode.rawValue).svc.cluster.local."
+            let answer = try XCTUnwrap(rawUDP(both, QueryBuilder(id: 0x5402, name: other).bytes), "\(mode.rawValue): no answer")
+            XCTAssertEqual(answer.rcode, DNSRcode.noError, "\(mode.rawValue): \(answer)")
+            XCTAssertEqual(answer.addresses, ["192.0.2.1"], "\(mode.rawValue): the second server's answer: \(answer)")
+            XCTAssertEqual(try broken.state().count(other), 2, "\(mode.rawValue): UDP, then TCP")
+            // Now cached: asked again, nobody upstream is bothered.
+            let again = try XCTUnwrap(rawUDP(both, QueryBuilder(id: 0x5403, name: other).bytes))
+            XCTAssertEqual(again.addresses, ["192.0.2.1"], "\(mode.rawValue): \(again)")
+            XCTAssertEqual(try broken.state().count(other) + ok.state().count(other), 3, mode.rawValue)
+        }
     }
 }

@@ -238,6 +238,92 @@ final class ForwarderReplayTests: XCTestCase {
         XCTAssertGreaterThan(io.replies[0].1.count, 512, "an EDNS client gets more than 512 bytes over UDP")
     }
 
+    /// A zone with one server: after a timeout the same query goes again with the same ID
+    /// from the same socket, and the slow server's answer to the first copy is accepted.
+    func testTimedOutQueryToTheOnlyServerIsRetransmittedAndTheLateAnswerCounts() throws {
+        let f = try makeForwarder()
+        handle(f, query("slow.example.test", id: 41))
+        now += 1000
+        f.expire(now: now, io: &io)
+        XCTAssertEqual(io.udp.count, 2, "retransmitted after the 1 s upstream timeout")
+        XCTAssertEqual(io.udp[1].socket, io.udp[0].socket)
+        XCTAssertEqual(io.udp[1].bytes, io.udp[0].bytes, "same ID, same question")
+        XCTAssertEqual(f.counters.retransmissions, 1)
+        now += 500
+        respond(f, to: io.udp[0]) { b, q in b.record(.answer, owner: q, type: RRType.a, ttl: 60, rdata: [192, 0, 2, 7]) }
+        XCTAssertEqual(io.replies.count, 1, "the late answer to the first copy is taken")
+        XCTAssertEqual(parse(io.replies[0].1).rcode, 0)
+        XCTAssertEqual(Array(io.replies[0].1.suffix(4)), [192, 0, 2, 7])
+        respond(f, to: io.udp[1]) { b, q in b.record(.answer, owner: q, type: RRType.a, ttl: 60, rdata: [192, 0, 2, 8]) }
+        XCTAssertEqual(io.replies.count, 1, "the second copy's answer finds nothing waiting")
+        XCTAssertEqual(f.inFlight, 0)
+    }
+
+    /// Failing over to another server is a new query: new ID, and the first server's late
+    /// answer no longer matches anything.
+    func testFailoverUsesAFreshIDAndIgnoresTheFirstServersLateAnswer() throws {
+        let f = try makeForwarder(clusterServers: [cluster, cluster2])
+        handle(f, query("c.cluster.local", id: 9))
+        now += 1000; f.expire(now: now, io: &io)
+        XCTAssertEqual(io.udp[1].server, cluster2)
+        XCTAssertEqual(f.counters.retransmissions, 0)
+        let mismatched = f.counters.mismatched
+        respond(f, to: io.udp[0]) { b, q in b.record(.answer, owner: q, type: RRType.a, ttl: 60, rdata: [172, 21, 0, 1]) }
+        XCTAssertEqual(io.replies.count, 0)
+        XCTAssertEqual(f.counters.mismatched, mismatched + 1)
+        respond(f, to: io.udp[1]) { b, q in b.record(.answer, owner: q, type: RRType.a, ttl: 60, rdata: [172, 21, 0, 2]) }
+        XCTAssertEqual(Array(io.replies[0].1.suffix(4)), [172, 21, 0, 2])
+    }
+
+    /// A server that sets TC=1 over TCP too (a TC loop) has failed: the next server is
+    /// asked over UDP; with none left the client gets SERVFAIL at once. Never a second TCP try.
+    func testTCOverTCPFailsTheServerInsteadOfLooping() throws {
+        let f = try makeForwarder(clusterServers: [cluster, cluster2])
+        handle(f, query("loop.cluster.local", id: 3))
+        respond(f, to: io.udp[0], flags: Header.tc)
+        XCTAssertEqual(io.tcp.count, 1)
+        let up = parse(io.tcp[0].bytes)
+        var r = buildMessage(id: up.id, flags: Header.qr | Header.rd | Header.ra | Header.tc) { b in
+            b.question(wire("loop.cluster.local"), type: RRType.a)
+        }
+        r.withUnsafeMutableBytes { f.handleTCPResponse(token: io.tcp[0].token, $0.baseAddress!, count: $0.count, now: now, io: &io) }
+        XCTAssertEqual(io.udp.count, 2)
+        XCTAssertEqual(io.udp[1].server, cluster2, "TC over TCP: next server")
+        respond(f, to: io.udp[1], flags: Header.tc)
+        XCTAssertEqual(io.tcp.count, 2)
+        r = buildMessage(id: parse(io.tcp[1].bytes).id, flags: Header.qr | Header.rd | Header.ra | Header.tc) { b in
+            b.question(wire("loop.cluster.local"), type: RRType.a)
+        }
+        r.withUnsafeMutableBytes { f.handleTCPResponse(token: io.tcp[1].token, $0.baseAddress!, count: $0.count, now: now, io: &io) }
+        XCTAssertEqual(io.replies.count, 1, "both servers failed: SERVFAIL now")
+        XCTAssertEqual(parse(io.replies[0].1).rcode, RCode.servFail.rawValue)
+        XCTAssertEqual(io.tcp.count, 2)
+        XCTAssertEqual(f.inFlight, 0)
+    }
+
+    /// A TCP answer cut short (the connection closed mid-message) or unreadable fails that
+    /// server; the next one answers.
+    func testBrokenTCPAnswerFailsOverToTheNextServer() throws {
+        let f = try makeForwarder(clusterServers: [cluster, cluster2])
+        handle(f, query("cut.cluster.local", id: 4))
+        respond(f, to: io.udp[0], flags: Header.tc)
+        f.tcpFailed(token: io.tcp[0].token, now: now, io: &io)
+        XCTAssertEqual(io.udp.count, 2)
+        XCTAssertEqual(io.udp[1].server, cluster2)
+        respond(f, to: io.udp[1], flags: Header.tc)
+        // A header that promises an answer the bytes do not hold.
+        var r = buildMessage(id: parse(io.tcp[1].bytes).id, flags: Header.qr | Header.rd | Header.ra) { b in
+            b.question(wire("cut.cluster.local"), type: RRType.a)
+            b.record(.answer, owner: wire("cut.cluster.local"), type: RRType.a, ttl: 60, rdata: [172, 21, 0, 9])
+        }
+        r.removeLast(6)
+        r.withUnsafeMutableBytes { f.handleTCPResponse(token: io.tcp[1].token, $0.baseAddress!, count: $0.count, now: now, io: &io) }
+        XCTAssertEqual(io.replies.count, 1)
+        XCTAssertEqual(parse(io.replies[0].1).rcode, RCode.servFail.rawValue, "no half answer reaches the client")
+        handle(f, query("cut.cluster.local", id: 5))
+        XCTAssertEqual(parse(io.replies[1].1).rcode, RCode.servFail.rawValue, "remembered briefly (RFC 9520), not cached as data")
+    }
+
     func testClientGetsTCWhenAnswerExceedsItsUDPSize() throws {
         let f = try makeForwarder()
         handle(f, query("big.example.test", type: RRType.txt, id: 78))
@@ -277,6 +363,32 @@ final class ForwarderReplayTests: XCTestCase {
         respond(f, to: io.udp[pendingSends - 1]) { b, n in b.record(.answer, owner: n, type: 1, ttl: 30, rdata: [172, 21, 0, 11]) }
         handle(f, query("web.prod.svc.cluster.local", id: 4))
         XCTAssertEqual(Array(io.replies.last!.1.suffix(4)), [172, 21, 0, 11], "refreshed in the background")
+    }
+
+    /// The background resolution behind a stale answer fails for good (kube-dns still
+    /// down): that failure must not replace the stale answer with a cached SERVFAIL, or every
+    /// client would get SERVFAIL for cache-servfail-ttl and the name's data would be lost.
+    /// Found by the end-to-end test that kills kube-dns under load.
+    func testFailedBackgroundRefreshKeepsTheStaleAnswer() throws {
+        let f = try makeForwarder()
+        handle(f, query("web.prod.svc.cluster.local", id: 1))
+        respond(f, to: io.udp[0]) { b, n in b.record(.answer, owner: n, type: 1, ttl: 30, rdata: [172, 21, 0, 10]) }
+        for round in 0..<3 {
+            now += 60_000   // expired, and the stale answer's stale-ttl (30 s) too
+            let before = io.replies.count
+            handle(f, query("web.prod.svc.cluster.local", id: UInt16(10 + round)))
+            now += 1000; f.expire(now: now, io: &io)
+            XCTAssertEqual(io.replies.count, before + 1, "round \(round): stale answer after the first timeout")
+            XCTAssertEqual(Array(io.replies.last!.1.suffix(4)), [172, 21, 0, 10], "round \(round)")
+            // Let the background resolution run out of time (query timeout 3 s).
+            for _ in 0..<3 { now += 1000; f.expire(now: now, io: &io) }
+            XCTAssertEqual(f.inFlight, 0, "round \(round)")
+            handle(f, query("web.prod.svc.cluster.local", id: UInt16(20 + round)))
+            XCTAssertEqual(io.replies.count, before + 2, "round \(round): answered from the cache at once")
+            let again = parse(io.replies.last!.1)
+            XCTAssertEqual(again.rcode, 0, "round \(round): the failed refresh cached a SERVFAIL over the stale answer")
+            XCTAssertEqual(Array(io.replies.last!.1.suffix(4)), [172, 21, 0, 10], "round \(round)")
+        }
     }
 
     func testNoStaleForPublicZonesByDefault() throws {

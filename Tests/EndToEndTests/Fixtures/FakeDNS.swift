@@ -3,8 +3,9 @@ import Foundation
 /// Runs `fakedns.py`, a scripted UDP+TCP upstream used for faults and query counting.
 final class FakeDNS {
     enum Mode: String {
-        case ok, ad, silent, servfail, tc, nxdomain
-        case wrongID = "wrong-id", wrongPort = "wrong-port", wrongQuestion = "wrong-question"
+        case ok, ad, silent, servfail, refused, tc, nxdomain
+        case wrongID = "wrong-id", wrongPort = "wrong-port", wrongAddress = "wrong-address", wrongQuestion = "wrong-question"
+        case tcAlways = "tc-always", tcpCut = "tcp-cut", tcpGarbled = "tcp-garbled"
     }
 
     /// The address every spoofed reply carries; it must never reach a client.

@@ -93,10 +93,11 @@ final class KnotServer {
 
     deinit { stop() }
 
-    /// SIGTERM (then SIGKILL after 3 s) and removes the temp dir. Idempotent.
+    /// SIGTERM (then SIGKILL after 3 s) and removes the temp dir. Idempotent. `kill`: SIGKILL
+    /// at once, the way a crashing or OOM-killed kube-dns pod goes.
     @discardableResult
-    func stop() -> ChildProcess.Exit {
-        let exit = child.stop(grace: 3)
+    func stop(kill: Bool = false) -> ChildProcess.Exit {
+        let exit = kill ? child.stop(signal: SIGKILL, grace: 3) : child.stop(grace: 3)
         try? FileManager.default.removeItem(at: directory)
         return exit
     }

@@ -14,6 +14,11 @@ Modes:
   wrong-port     answer A 6.6.6.6 from a different UDP source port (TCP: no answer)
   wrong-question answer A 6.6.6.6 for spoofed.invalid. instead of the asked question
   tc             UDP: TC=1 and no records; TCP: the full ok answer
+  refused        REFUSED
+  wrong-address  answer A 6.6.6.6 from another loopback address (127.0.0.7, same port)
+  tc-always      TC=1 and no records over UDP and over TCP (a TC loop)
+  tcp-cut        UDP: TC=1; TCP: the length and the first half of the ok answer, then close
+  tcp-garbled    UDP: TC=1; TCP: an ok answer cut 6 bytes short, sent with its own (short) length
   nxdomain       NXDOMAIN with an SOA for the last two labels of the name in the authority
                  section: TTL --soa-ttl (60), MINIMUM --soa-minimum (3)
 --then-ok makes the wrong-* modes also send the genuine ok answer 50 ms after the spoof.
@@ -29,7 +34,8 @@ import argparse, json, os, socket, struct, sys, threading, time
 
 p = argparse.ArgumentParser()
 p.add_argument("--mode", required=True,
-               choices=["ok", "ad", "silent", "servfail", "wrong-id", "wrong-port", "wrong-question", "tc", "nxdomain"])
+               choices=["ok", "ad", "silent", "servfail", "refused", "wrong-id", "wrong-port", "wrong-address",
+                        "wrong-question", "tc", "tc-always", "tcp-cut", "tcp-garbled", "nxdomain"])
 p.add_argument("--listen", default="127.0.0.1")
 p.add_argument("--port", type=int, default=0)
 p.add_argument("--state", required=True)
@@ -46,6 +52,7 @@ lock = threading.Lock()
 state = {"port": 0, "udp": 0, "tcp": 0, "queries": [], "counts": {}}
 dirty = threading.Event()
 SPOOF = bytes([6, 6, 6, 6])
+CUT = "cut"  # tcp-cut: send the length and half the message, then close
 
 
 def save():
@@ -146,14 +153,25 @@ def handle(msg, transport, sport):
         return []
     if mode == "servfail":
         return [(0, reply(qid, qflags, question, qtype, rcode=2, opt=opt), False)]
+    if mode == "refused":
+        return [(0, reply(qid, qflags, question, qtype, rcode=5, opt=opt), False)]
+    truncated = reply(qid, qflags, question, qtype, tc=True, opt=opt)
     if mode == "tc":
+        return [(0, truncated if transport == "udp" else ok, False)]
+    if mode == "tc-always":
+        return [(0, truncated, False)]
+    if mode in ("tcp-cut", "tcp-garbled"):
         if transport == "udp":
-            return [(0, reply(qid, qflags, question, qtype, tc=True, opt=opt), False)]
-        return [(0, ok, False)]
+            return [(0, truncated, False)]
+        # Without the OPT, so that cutting bytes off the end cuts into the answer record.
+        plain = reply(qid, qflags, question, qtype, answer_ip=good_ip)
+        if mode == "tcp-cut":
+            return [(0, CUT, plain)]
+        return [(0, plain[:-6], False)]
     if mode == "wrong-id":
         spoof = reply(qid ^ 0x5A5A, qflags, question, qtype, answer_ip=SPOOF, opt=opt)
         sends = [(0, spoof, False)]
-    elif mode == "wrong-port":
+    elif mode in ("wrong-port", "wrong-address"):
         if transport == "tcp":
             return []
         sends = [(0, reply(qid, qflags, question, qtype, answer_ip=SPOOF, opt=opt), True)]
@@ -185,9 +203,12 @@ def bind_pair(host, port):
 
 
 udp, tcp, family = bind_pair(args.listen, args.port)
-spoof_sock = socket.socket(family, socket.SOCK_DGRAM)
-spoof_sock.bind((args.listen, 0))
 state["port"] = udp.getsockname()[1]
+spoof_sock = socket.socket(family, socket.SOCK_DGRAM)
+if args.mode == "wrong-address":
+    spoof_sock.bind(("::1" if family == socket.AF_INET6 else "127.0.0.7", state["port"]))
+else:
+    spoof_sock.bind((args.listen, 0))
 save()
 
 
@@ -229,7 +250,11 @@ def tcp_conn(conn, peer):
             msg = recv_exact(conn, struct.unpack("!H", head)[0])
             if msg is None:
                 return
-            for delay, data, _ in handle(msg, "tcp", peer[1]):
+            for delay, data, third in handle(msg, "tcp", peer[1]):
+                if data is CUT:
+                    conn.sendall(struct.pack("!H", len(third)) + third[:len(third) // 2])
+                    time.sleep(0.05)
+                    return
                 time.sleep(delay)
                 if args.delay:
                     time.sleep(args.delay / 1000)
