@@ -55,7 +55,7 @@ ZONE_NAMES=100000
 P_KNOT=$PORT_BASE
 declare -A PORT=([floor]=$((PORT_BASE + 1)) [kubebridge]=$((PORT_BASE + 2)) [dnsdist]=$((PORT_BASE + 3))
                  [unbound]=$((PORT_BASE + 4)) [dnsmasq]=$((PORT_BASE + 5)))
-declare -A PID=()
+declare -A PID=() CPUOF=()
 STARTED=()
 
 log() { printf '[bench %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
@@ -246,7 +246,16 @@ start() {   # start NAME CPU CMD...   (taskset execs CMD, so $! is the server's 
     echo "$name: $*" >>"$OUT/commands.txt"
     "$@" >"$LOGS/$name.log" 2>&1 </dev/null &
     PID[$name]=$!
+    CPUOF[$name]=$cpu
     STARTED+=("$!")
+}
+# Pins every thread of a started process to its CPU again. Knot pins its UDP workers to CPUs
+# by itself (one of them landed on the server CPU and was charged to every server's misses
+# before this existed); taskset at exec time only sets the starting mask.
+repin() {
+    local name=$1 t
+    ((NCPU >= 2)) || return 0
+    for t in /proc/"${PID[$name]}"/task/*; do taskset -p -c "${CPUOF[$name]}" "${t##*/}" >/dev/null 2>&1 || true; done
 }
 q_ok() {    # q_ok PORT NAME [kdig opts]: true when NAME has an A answer
     local port=$1 name=$2; shift 2
@@ -259,7 +268,7 @@ wait_ready() {
         if [[ $name == floor ]]; then
             pin_c timeout 5 "$BLAST" 127.0.0.1 "$port" "$DATA/hot.txt" 0.2 1 1 1 2>/dev/null | grep -q 'answered [1-9]' && return 0
         else
-            timeout 5 kdig @127.0.0.1 -p "$port" bench.test SOA +short +timeout=1 +retry=0 2>/dev/null | grep -q 'hostmaster' && return 0
+            timeout 5 kdig @127.0.0.1 -p "$port" bench.test SOA +short +timeout=1 +retry=0 2>/dev/null | grep -q 'hostmaster' && { repin "$name"; return 0; }
         fi
         sleep 0.2
     done

@@ -411,6 +411,7 @@ final class Worker {
     }
 
     func flushUpstream() {
+        forwarder.endUpstreamRound()
         let b = upstreamSends
         let n = b.count
         guard n > 0 else { return }

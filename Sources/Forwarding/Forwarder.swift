@@ -414,7 +414,9 @@ public final class Forwarder {
 
     func sendAttempt<IO: ForwarderIO>(_ s: Int32, now: UInt64, io: inout IO) {
         let i = Int(s)
-        let socket = Int32(truncatingIfNeeded: random.next() % UInt64(upstreamSockets))
+        // One random socket per round of sends (see `endUpstreamRound`).
+        if roundSocket < 0 { roundSocket = Int32(truncatingIfNeeded: random.next() % UInt64(upstreamSockets)) }
+        let socket = roundSocket
         var id: UInt16 = 0
         // Pick an ID not already waiting on this socket (a handful of tries at most).
         repeat { id = UInt16(truncatingIfNeeded: random.next()) } while findID(socket: socket, id: id) >= 0
@@ -432,6 +434,17 @@ public final class Forwarder {
         st.queries[server] &+= 1
         io.sendUDP(socket: Int(socket), to: st.plan.servers[server], scratch, n)
     }
+
+    /// The upstream socket of the current round of sends, or -1 before the first send.
+    @usableFromInline var roundSocket: Int32 = -1
+
+    /// The event loop has sent this round's upstream queries (one `sendmmsg` per socket).
+    /// The next round draws a new random socket. Within a round every query shares one
+    /// socket, so a batch of 32 misses costs one `sendmmsg` instead of one per socket drawn,
+    /// and their answers come back to one socket, read by one `recvmmsg`. An off-path
+    /// attacker still has to guess the port (1 in `upstream-sockets`) and the ID of each query.
+    @inlinable
+    public func endUpstreamRound() { roundSocket = -1 }
 
     /// The same query again, to the same server, with the same ID from the same socket
     /// (RFC 1035 4.2.1's retransmission), so whichever copy's answer comes first is taken.

@@ -259,6 +259,20 @@ final class ForwarderReplayTests: XCTestCase {
         XCTAssertEqual(f.inFlight, 0)
     }
 
+    /// Queries sent in one round (one receive batch) share a socket, so the event loop sends
+    /// them with one sendmmsg; each new round draws a random socket again.
+    func testUpstreamSocketIsDrawnPerRound() throws {
+        let f = try makeForwarder()
+        for k in 0..<3 { handle(f, query("round-a\(k).example.test", id: UInt16(k))) }
+        XCTAssertEqual(Set(io.udp.map(\.socket)).count, 1, "one round, one socket")
+        XCTAssertEqual(Set(io.udp.map { parse($0.bytes).id }).count, 3, "but each query its own ID")
+        for k in 0..<24 {
+            f.endUpstreamRound()
+            handle(f, query("round-b\(k).example.test", id: UInt16(100 + k)))
+        }
+        XCTAssertGreaterThan(Set(io.udp.suffix(24).map(\.socket)).count, 1, "24 rounds over 4 sockets all on one")
+    }
+
     /// Failing over to another server is a new query: new ID, and the first server's late
     /// answer no longer matches anything.
     func testFailoverUsesAFreshIDAndIgnoresTheFirstServersLateAnswer() throws {
