@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 
 SUDO=""
 [ "$(id -u)" -eq 0 ] || SUDO="sudo"
-PKGS=(libevent-dev pkg-config knot knot-dnsutils bind9-dnsutils iproute2 iputils-ping iptables nftables systemd python3 nginx)
+PKGS=(libevent-dev pkg-config knot knot-dnsutils bind9-dnsutils iproute2 iputils-ping iptables nftables systemd python3 nginx musl-tools)
 missing=()
 for p in "${PKGS[@]}"; do dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p"); done
 if [ ${#missing[@]} -gt 0 ]; then

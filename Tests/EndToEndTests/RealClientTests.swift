@@ -9,8 +9,9 @@ import Glibc
 ///    `proxy_pass http://$backend` at request time through kubebridge, with tiny HTTP
 ///    backends on 127.0.0.21/22 — through a kube-dns outage (serve-stale) and an address
 ///    change, with and without `ipv6=off` (A + AAAA lookups need NODATA for AAAA).
-///  * glibc (`getent ahosts`) in a private network + mount namespace, with kubebridge on
-///    127.0.0.1:53 and a Kubernetes-style search list in a bind-mounted resolv.conf.
+///  * glibc (`getent ahosts`) and musl (`Fixtures/musl_lookup.c.in`, static) in a private network +
+///    mount namespace, with kubebridge on 127.0.0.1:53 and a Kubernetes-style search list in a
+///    bind-mounted resolv.conf.
 final class RealClientTests: EndToEndTestCase {
     private var ownKnots: [KnotServer] = []
     private var helpers: [ChildProcess] = []
@@ -281,7 +282,18 @@ final class RealClientTests: EndToEndTestCase {
     /// `getent ahosts web` with `search prod.svc.cluster.local svc.cluster.local cluster.local`
     /// and `options ndots:5`, against kubebridge on 127.0.0.1:53 in a network namespace of
     /// the test's own; the resolv.conf is bind-mounted in a private mount namespace.
-    func testGlibcResolvesShortNamesThroughTheSearchList() throws {
+    /// `Fixtures/musl_lookup.c.in` (C; not `.c`, which SwiftPM would compile into this target),
+    /// linked statically against musl (Debian: musl-tools).
+    private func buildMuslClient() throws -> String {
+        let cc = try E2E.requireTool("musl-gcc", package: "musl-tools")
+        let out = try tempDirectory("musl").appendingPathComponent("musl_lookup").path
+        let source = E2E.fixturesDirectory.appendingPathComponent("musl_lookup.c.in").path
+        let r = try E2E.runCommand(cc, ["-static", "-O1", "-o", out, "-x", "c", source], timeout: 60)
+        guard r.exitStatus == 0 else { throw E2EError("musl-gcc failed: \(r.output)") }
+        return out
+    }
+
+    func testGlibcAndMuslResolveShortNamesThroughTheSearchList() throws {
         guard getuid() == 0 else { throw XCTSkip("needs root for network and mount namespaces") }
         let ip = try E2E.requireTool("ip", package: "iproute2")
         let unshare = try E2E.requireTool("unshare", package: "util-linux")
@@ -362,6 +374,28 @@ final class RealClientTests: EndToEndTestCase {
         XCTAssertEqual(full.exitStatus, 0, "getent ahosts web.prod.svc.cluster.local: \(full.output)")
         XCTAssertTrue(full.output.contains("172.21.0.10"), "\(full.output)")
         XCTAssertLessThan(full.elapsed, 3, "\(full.output)")
+
+        // musl's resolver (Alpine-based containers, appliances): A and AAAA at the same time,
+        // no EDNS, and the whole lookup fails if either answer is an error.
+        let musl = try buildMuslClient()
+        func muslInside(_ name: String, _ family: String = "any") throws -> E2E.CommandResult {
+            try E2E.runCommand(unshare, ["-m", "--propagation", "private", "--", "/bin/sh", "-c",
+                                         "mount --bind \"$0\" /etc/resolv.conf && exec \"$1\" \"$2\" \"$3\"",
+                                         resolvConf.path, musl, name, family], timeout: 20)
+        }
+        for name in ["web", "web.prod.svc.cluster.local"] {
+            let r = try muslInside(name)
+            XCTAssertEqual(r.exitStatus, 0, "musl getaddrinfo \(name): \(r.output)\n"
+                           + searchDiagnostics(kb, name, types: ["A", "AAAA"]))
+            XCTAssertEqual(r.output.split(separator: "\n").map(String.init), ["172.21.0.10"], "musl \(name): \(r.output)")
+            XCTAssertLessThan(r.elapsed, 3, "musl waited for a timeout on \(name): \(r.output)")
+        }
+        let musl2 = try muslInside("kubernetes.default", "inet")
+        XCTAssertEqual(musl2.exitStatus, 0, "musl kubernetes.default: \(musl2.output)")
+        XCTAssertEqual(musl2.output.split(separator: "\n").map(String.init), ["172.21.0.1"], "\(musl2.output)")
+        let missing = try muslInside("nosuch.prod.svc.cluster.local")
+        XCTAssertEqual(missing.exitStatus, 2, "a name that does not exist must fail: \(missing.output)")
+        XCTAssertLessThan(missing.elapsed, 3, "NXDOMAIN should be fast: \(missing.output)")
 
         // The host's resolv.conf is untouched by the private mount.
         let hostResolv = (try? String(contentsOfFile: "/etc/resolv.conf", encoding: .utf8)) ?? ""
