@@ -213,6 +213,7 @@ public enum MetricsText {
         }
         metric("kubebridge_tcp_connections", "gauge", "Open client TCP connections.", [("", Double(snaps.reduce(0) { $0 + $1.tcpConnections }))])
         metric("kubebridge_tcp_accepted_total", "counter", "Client TCP connections accepted.", [("", Double(snaps.reduce(0) { $0 + $1.tcpAccepted }))])
+        metric("kubebridge_tcp_paused_total", "counter", "Times a TCP client's queries were left unread until it read its answers.", [("", Double(snaps.reduce(0) { $0 + $1.tcpPaused }))])
         metric("kubebridge_tcp_evicted_total", "counter", "Idle TCP connections closed to make room at the cap.", [("", Double(snaps.reduce(0) { $0 + $1.tcpEvicted }))])
         metric("kubebridge_dropped_total", "counter", "Packets not answered, by reason.",
                [("reason=\"malformed\"", sum { $0.dropped }), ("reason=\"overload\"", sum { $0.overloaded }),

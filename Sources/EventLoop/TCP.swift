@@ -8,6 +8,12 @@ import NetAddress
 /// flight, answers written as they complete (possibly out of order). A connection that
 /// sends nothing for the idle timeout is closed, whether it is silent or stalled
 /// half-way through a message, so a slow client costs one slot and never a worker.
+///
+/// Backpressure: once `pauseReadingAt` bytes of answers wait for the client to read them,
+/// its further queries are left unread (in its socket, where TCP's window stops it) until
+/// the backlog drains to half that. A client that reads slowly gets every answer; one that
+/// stops reading is closed when it has taken nothing for the idle timeout. The hard cap
+/// `maxQueuedBytes` only bounds answers of queries already in flight when reading paused.
 final class TCPConnection {
     unowned let worker: Worker
     let fd: Int32
@@ -29,6 +35,10 @@ final class TCPConnection {
     var batch: [UInt8] = []
     /// A client that does not read its answers may not make us buffer without limit.
     static let maxQueuedBytes = 256 * 1024
+    static let pauseReadingAt = 64 * 1024
+    /// Reading stopped because too many answers wait to be written.
+    var readingPaused = false
+    var queuedBytes: Int { outQueue.count - outOffset }
 
     init(worker: Worker, fd: Int32, slot: Int, generation: UInt32, peer: IPAddress) {
         self.worker = worker
@@ -49,14 +59,39 @@ final class TCPConnection {
         }, arg)
         readEvent = r
         Event.add(r, milliseconds: worker.options.tcpIdleTimeoutMs)
-        let w = worker.base.event(fd: fd, flags: Event.write, { _, _, arg in
-            Unmanaged<TCPConnection>.fromOpaque(arg!).takeUnretainedValue().onWritable()
+        let w = worker.base.event(fd: fd, flags: Event.write, { _, what, arg in
+            let c = Unmanaged<TCPConnection>.fromOpaque(arg!).takeUnretainedValue()
+            // Answers waited the whole idle timeout without the client taking a byte.
+            if what & Event.timeout != 0 { c.worker.closeConnection(c) } else { c.onWritable() }
         }, arg)
         writeEvent = w
     }
 
+    /// Waits for the socket to take more of the queued answers, for at most the idle timeout.
+    func armWrite() {
+        if let w = writeEvent { Event.add(w, milliseconds: worker.options.tcpIdleTimeoutMs) }
+    }
+
+    /// Called after answers were queued: stop reading queries while the backlog is large.
+    func applyBackpressure() {
+        guard !readingPaused, queuedBytes >= TCPConnection.pauseReadingAt, let r = readEvent else { return }
+        readingPaused = true
+        worker.tcpPaused &+= 1
+        Event.remove(r)
+    }
+
+    /// Called when the backlog shrank: read (and answer) queries again.
+    func resumeReadingIfDrained() {
+        guard readingPaused, queuedBytes <= TCPConnection.pauseReadingAt / 2, let r = readEvent else { return }
+        readingPaused = false
+        Event.add(r, milliseconds: worker.options.tcpIdleTimeoutMs)
+        // Complete queries read before the pause are still in the buffer.
+        processMessages()
+        if !closed && !readingPaused { onReadable() }
+    }
+
     func onReadable() {
-        while !closed {
+        while !closed && !readingPaused {
             if inLength == inCapacity {
                 // Grow to hold the message being read (at most 2 + 65535 bytes).
                 let want = inLength >= 2 ? 2 + Int(Wire.u16(inBuffer, 0)) : inCapacity * 2
@@ -89,7 +124,7 @@ final class TCPConnection {
             flushBatch()
             worker.flushUpstream()
         }
-        while inLength - at >= 2 {
+        while inLength - at >= 2 && !readingPaused {
             let len = Int(Wire.u16(inBuffer, at))
             guard inLength - at - 2 >= len else { break }
             if len == 0 { worker.closeConnection(self); return }
@@ -101,6 +136,8 @@ final class TCPConnection {
                                          now: worker.now, io: &io)
             if closed { return }
             at += 2 + len
+            // Large answers: write them before reading more, and pause if they do not go out.
+            if batch.count >= TCPConnection.pauseReadingAt { flushBatch() }
         }
         worker.flushReplies()
         if at > 0 {
@@ -127,7 +164,8 @@ final class TCPConnection {
                 return
             }
             outQueue.append(contentsOf: batch[sent...])
-            if let w = writeEvent { Event.add(w) }
+            armWrite()
+            applyBackpressure()
         }
         batch.removeAll(keepingCapacity: true)
     }
@@ -157,18 +195,30 @@ final class TCPConnection {
             return
         }
         outQueue.append(contentsOf: UnsafeRawBufferPointer(start: out + sent, count: count + 2 - sent))
-        if let w = writeEvent { Event.add(w) }
+        armWrite()
+        applyBackpressure()
     }
 
     func onWritable() {
         while outOffset < outQueue.count {
             let r = outQueue.withUnsafeBytes { b in try? Sys.write(fd, b.baseAddress! + outOffset, b.count - outOffset) }
             guard let res = r else { worker.closeConnection(self); return }
-            guard case .done(let n) = res else { if let w = writeEvent { Event.add(w) }; return }
+            guard case .done(let n) = res else { break }
             outOffset += n
         }
-        outQueue.removeAll(keepingCapacity: true)
-        outOffset = 0
+        if outOffset == outQueue.count {
+            outQueue.removeAll(keepingCapacity: true)
+            outOffset = 0
+        } else {
+            if outOffset >= 64 * 1024 {
+                // Drop what was written so the queue does not only ever grow.
+                outQueue.removeSubrange(0..<outOffset)
+                outOffset = 0
+            }
+            armWrite()
+        }
+        lastActivity = Sys.monotonicMilliseconds()
+        resumeReadingIfDrained()
     }
 
     func close() {

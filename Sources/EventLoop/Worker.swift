@@ -72,6 +72,8 @@ final class Worker {
     var tcpAccepted: UInt64 = 0
     let queryLog: Bool
     var tcpEvicted: UInt64 = 0
+    /// Times a client's reading was paused because its answers were not being read.
+    var tcpPaused: UInt64 = 0
 
     init(index: Int, options: ServerOptions, plan: ForwardingPlan, cache: PacketCache) throws {
         self.index = index
@@ -227,6 +229,7 @@ final class Worker {
             snap.tcpConnections = connectionCount
             snap.tcpAccepted = tcpAccepted
             snap.tcpEvicted = tcpEvicted
+            snap.tcpPaused = tcpPaused
             snap.droppedReplies = droppedReplies
             snap.inFlight = forwarder.inFlight
             control.serve(snap)

@@ -12,6 +12,7 @@ public struct WorkerSnapshot {
     public var tcpConnections = 0
     public var tcpAccepted: UInt64 = 0
     public var tcpEvicted: UInt64 = 0
+    public var tcpPaused: UInt64 = 0
     public var droppedReplies: UInt64 = 0
     public var inFlight = 0
 }

@@ -144,10 +144,10 @@ final class HostileClientTests: EndToEndTestCase {
 
     // MARK: - C3
 
-    /// A client with a tiny receive buffer pipelines 1,000 queries for a ~43 KB TXT answer
-    /// (43 MB of answers) and never reads: kubebridge's memory stays bounded, other clients
-    /// are served, and the reader is cut off (> 256 KiB of unread answers queued).
-    func testClientThatNeverReadsIsCutOffAndOthersAreServed() throws {
+    /// kubebridge with a kube-dns stand-in that has a ~43 KB TXT answer (cached), and a raw TCP
+    /// client with a 4 KiB receive buffer that has pipelined 1,000 queries for it (43 MB of
+    /// answers) without reading any.
+    private func startHugeAnswerClient(_ extra: [String]) throws -> (kb: KubebridgeProcess, fd: Int32, sent: Int, rssBefore: Int) {
         let hugeCount = 200
         let knot = try KnotServer(name: "kube-dns-huge", address: "127.0.0.2", zones: [
             "cluster.local": Zones.soa("cluster.local") + "web.prod.svc A 172.21.0.10\n"
@@ -155,7 +155,7 @@ final class HostileClientTests: EndToEndTestCase {
         ])
         ownKnots.append(knot)
         let kb = try startKubebridge(["--cluster-zone", "cluster.local", "--cluster-dns", knot.endpoint, "--upstream", "127.0.0.9:9"]
-                                     + Self.timeouts(upstreamMs: 1000, queryMs: 3000))
+                                     + extra + Self.timeouts(upstreamMs: 1000, queryMs: 3000))
         let warm = try dig(kb, "huge.prod.svc.cluster.local", "TXT", options: ["+tcp"])
         XCTAssertEqual(warm.rdata("TXT").count, hugeCount, "the huge TXT answer over TCP: \(warm.status ?? "-") \(warm.answers.count) records")
         assertAnswer(try dig(kb, "web.prod.svc.cluster.local"), "A", ["172.21.0.10"])
@@ -164,7 +164,6 @@ final class HostileClientTests: EndToEndTestCase {
         let address = try SocketAddress(host: kb.host, port: kb.port)
         let fd = socket(AF_INET, E2E.tcpSocketType, 0)
         XCTAssertGreaterThanOrEqual(fd, 0)
-        defer { close(fd) }
         var small: Int32 = 4096
         setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &small, socklen_t(MemoryLayout<Int32>.size))
         var tv = timeval(tv_sec: 3, tv_usec: 0)
@@ -180,37 +179,25 @@ final class HostileClientTests: EndToEndTestCase {
             if n <= 0 { break }   // cut off (EPIPE/ECONNRESET) or the server stopped reading (timeout)
             sent += n
         }
-        let slowStart = Date()
+        return (kb, fd, sent, rssBefore)
+    }
 
-        // Others are served while the reader sits on its answers.
-        var peakRSS = rssBefore
-        for i in 0..<6 {
-            Thread.sleep(forTimeInterval: 0.25)
-            peakRSS = max(peakRSS, E2E.rssKiB(pid: kb.pid) ?? 0)
-            if i % 2 == 0 {
-                try assertServed(kb, "web.prod.svc.cluster.local.", expect: "172.21.0.10", "while a TCP client does not read")
-            }
-        }
-        let other = try dig(kb, "huge.prod.svc.cluster.local", "TXT", options: ["+tcp"])
-        XCTAssertEqual(other.rdata("TXT").count, hugeCount, "another client's huge TXT over TCP while one does not read: \(other.status ?? "-")")
-        peakRSS = max(peakRSS, E2E.rssKiB(pid: kb.pid) ?? 0)
-        XCTAssertLessThan(peakRSS - rssBefore, 16 * 1024,
-                          "RSS grew from \(rssBefore) KiB to \(peakRSS) KiB while a client did not read \(sent) bytes of queries' answers")
-
-        // Now read what the server sent before giving up on us: far less than the 1,000 answers, then EOF/RST.
+    /// Reads until EOF/RST, or until nothing arrives for 1.5 s, or `seconds` pass; counts the
+    /// complete DNS messages of the stream.
+    private func drain(_ fd: Int32, seconds: TimeInterval) -> (answers: Int, bytes: Int, closed: Bool) {
         var answers = 0, bytes = 0, closed = false
         var lengthBuffer: [UInt8] = []
         var readBuffer = [UInt8](repeating: 0, count: 65536)
         var remainingInMessage = 0
-        let drainDeadline = Date().addingTimeInterval(6)
-        while Date() < drainDeadline {
+        let deadline = Date().addingTimeInterval(seconds)
+        while Date() < deadline {
             var pfd = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
             if poll(&pfd, 1, 1500) <= 0 { break }   // quiet for 1.5 s: open, sending nothing
             let n = readBuffer.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
             if n <= 0 { closed = true; break }
             bytes += n
             var i = 0
-            while i < n {   // count complete DNS messages in the stream
+            while i < n {
                 if remainingInMessage > 0 {
                     let take = min(remainingInMessage, n - i)
                     remainingInMessage -= take; i += take
@@ -224,13 +211,56 @@ final class HostileClientTests: EndToEndTestCase {
                 }
             }
         }
-        print("slow reader: sent \(sent) bytes of queries, read back \(answers) answers / \(bytes) bytes, closed \(closed), "
+        return (answers, bytes, closed)
+    }
+
+    /// The client never reads: its further queries are left unread (backpressure), memory
+    /// stays bounded, other clients are served, and after --tcp-idle-timeout (2 s) without it
+    /// taking a byte, the connection is closed.
+    func testClientThatNeverReadsIsClosedAndOthersAreServed() throws {
+        let (kb, fd, sent, rssBefore) = try startHugeAnswerClient(["--tcp-idle-timeout", "2s"])
+        defer { close(fd) }
+        let slowStart = Date()
+        var peakRSS = rssBefore
+        for i in 0..<6 {
+            Thread.sleep(forTimeInterval: 0.25)
+            peakRSS = max(peakRSS, E2E.rssKiB(pid: kb.pid) ?? 0)
+            if i % 2 == 0 {
+                try assertServed(kb, "web.prod.svc.cluster.local.", expect: "172.21.0.10", "while a TCP client does not read")
+            }
+        }
+        let other = try dig(kb, "huge.prod.svc.cluster.local", "TXT", options: ["+tcp"])
+        XCTAssertEqual(other.rdata("TXT").count, 200, "another client's huge TXT over TCP while one does not read: \(other.status ?? "-")")
+        peakRSS = max(peakRSS, E2E.rssKiB(pid: kb.pid) ?? 0)
+        XCTAssertLessThan(peakRSS - rssBefore, 16 * 1024,
+                          "RSS grew from \(rssBefore) KiB to \(peakRSS) KiB while a client did not read \(sent) bytes of queries' answers")
+        // Still not reading, past the idle timeout; then read what was sent before the close.
+        Thread.sleep(until: slowStart.addingTimeInterval(3))
+        let (answers, bytes, closed) = drain(fd, seconds: 6)
+        print("non-reader: sent \(sent) bytes of queries, read back \(answers) answers / \(bytes) bytes, closed \(closed), "
               + "RSS \(rssBefore) -> peak \(peakRSS) KiB")
         XCTAssertTrue(closed, "the client that never read was not disconnected (\(Date().timeIntervalSince(slowStart)) s, "
-                      + "read back \(answers) answers / \(bytes) bytes for \(sent / (batch.count / 1_000)) queries sent)")
+                      + "read back \(answers) answers / \(bytes) bytes)")
         XCTAssertLessThan(answers, 1_000, "every answer was kept for a client that did not read (\(bytes) bytes)")
-        try assertServed(kb, "web.prod.svc.cluster.local.", expect: "172.21.0.10", "after the slow reader")
+        try assertServed(kb, "web.prod.svc.cluster.local.", expect: "172.21.0.10", "after the non-reader")
         XCTAssertTrue(kb.isRunning)
+    }
+
+    /// The same client, reading after a pause and slowly (4 KiB receive buffer): it gets all
+    /// 1,000 answers (43 MB), while kubebridge never holds more than ~64 KiB of them.
+    func testSlowReaderGetsEveryAnswerWithBoundedMemory() throws {
+        let (kb, fd, sent, rssBefore) = try startHugeAnswerClient([])
+        defer { close(fd) }
+        XCTAssertEqual(sent, 1_000 * (sent / 1_000), "\(sent)")
+        Thread.sleep(forTimeInterval: 1)
+        let paused = E2E.rssKiB(pid: kb.pid) ?? 0
+        let (answers, bytes, closed) = drain(fd, seconds: 30)
+        let after = E2E.rssKiB(pid: kb.pid) ?? 0
+        print("slow reader: \(answers) answers / \(bytes) bytes, closed \(closed), RSS \(rssBefore) -> \(paused) -> \(after) KiB")
+        XCTAssertEqual(answers, 1_000, "a client that reads slowly must get every answer (\(bytes) bytes, closed \(closed))")
+        XCTAssertFalse(closed, "the slow reader was disconnected")
+        XCTAssertLessThan(max(paused, after) - rssBefore, 16 * 1024, "RSS \(rssBefore) -> \(paused) -> \(after) KiB")
+        try assertServed(kb, "web.prod.svc.cluster.local.", expect: "172.21.0.10", "after the slow reader")
     }
 
     // MARK: - C4
