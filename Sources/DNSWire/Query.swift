@@ -81,6 +81,9 @@ public enum QueryParser {
         q.labelCount = labels
         q.questionEnd = i + 5
         if ar == 0 {
+            // Junk after the question is a malformed query (Knot and BIND say FORMERR too);
+            // forwarding it would make us the amplifier of whatever rides along.
+            if q.questionEnd != count { q.verdict = .formErr; q.error = .trailingData; return q }
             if q.qtype == RRType.axfr || q.qtype == RRType.ixfr { q.verdict = .refused; return q }
             q.verdict = .query
             return q
@@ -108,6 +111,7 @@ public enum QueryParser {
             }
             k += 1
         }
+        if c.offset != count { q.verdict = .formErr; q.error = .trailingData; return q }
         if q.hasEDNS && q.ednsVersion != 0 { q.verdict = .badVers; return q }
         if q.qtype == RRType.axfr || q.qtype == RRType.ixfr { q.verdict = .refused; return q }
         q.verdict = .query

@@ -13,6 +13,7 @@ public enum WireError: UInt8, Error, Sendable, CustomStringConvertible {
     case badOPT
     case countMismatch
     case pointerIntoHeader
+    case trailingData
 
     public var description: String {
         switch self {
@@ -27,6 +28,7 @@ public enum WireError: UInt8, Error, Sendable, CustomStringConvertible {
         case .badOPT: return "OPT record is not owned by the root name"
         case .countMismatch: return "section counts do not match the message length"
         case .pointerIntoHeader: return "compression pointer into the header"
+        case .trailingData: return "bytes after the last record the counts announce"
         }
     }
 }

@@ -39,6 +39,17 @@ final class QueryParserTests: XCTestCase {
         XCTAssertEqual(Msg.parseQuery(none).verdict, .formErr)
     }
 
+    func testBytesAfterTheLastRecordAreFormErr() {
+        for m in [Msg.query("a.test"), Msg.query("a.test", edns: 1232)] {
+            for junk in [[UInt8(0)], [0xAB, 0xCD], [UInt8](repeating: 0, count: 3_900)] {
+                let q = Msg.parseQuery(m + junk)
+                XCTAssertEqual(q.verdict, .formErr, "\(junk.count) trailing bytes")
+                XCTAssertEqual(q.error, .trailingData)
+            }
+            XCTAssertEqual(Msg.parseQuery(m).verdict, .query)
+        }
+    }
+
     func testEDNSVersionOneIsBadVers() {
         var m = Msg.query("a.test", edns: 1232)
         m[m.count - 5] = 1   // OPT TTL = ext-rcode, version, flags; then RDLEN

@@ -90,6 +90,46 @@ final class MalformedQueryTests: EndToEndTestCase {
         try assertStillAnswersAndForwardedNothing()
     }
 
+    /// Datagrams larger than any DNS query kubebridge accepts (60,000 bytes; 4,000 bytes of a
+    /// query followed by junk) are dropped or refused without being forwarded, and the next
+    /// query is served.
+    func testOversizedDatagramsAreNotForwarded() throws {
+        let sock = try RawDNS.UDPSocket(host: kb.host, port: kb.port)
+        let query = QueryBuilder(id: 0x2601, name: "oversized.example.test.").bytes
+        try sock.send(query + [UInt8](repeating: 0, count: 60_000 - query.count))
+        XCTAssertNil(try sock.receive(timeout: 0.5), "a 60,000-byte datagram got a reply")
+        let r = try XCTUnwrap(rawUDP(kb, QueryBuilder(id: 0x2602, name: "junk-tail.example.test.").bytes
+                                         + [UInt8](repeating: 0xAB, count: 3_900), timeout: 2), "no FORMERR for junk after the question")
+        XCTAssertEqual(r.rcode, DNSRcode.formErr, "a query with 3,900 bytes of junk after the question: \(r)")
+        XCTAssertEqual(r.id, 0x2602)
+        try assertStillAnswersAndForwardedNothing()
+    }
+
+    /// A class other than IN (CHAOS, an unassigned 0xFEED) is forwarded with its class, the
+    /// answer echoes it, and it is cached apart from the IN question of the same name.
+    func testOtherClassesAreForwardedAndCachedSeparately() throws {
+        func withClass(_ qclass: UInt16, id: UInt16) -> [UInt8] {
+            var b = QueryBuilder(id: id, name: "Version.Example.Test.", type: DNSType.a).bytes
+            b[b.count - 2] = UInt8(qclass >> 8)
+            b[b.count - 1] = UInt8(qclass & 0xff)
+            return b
+        }
+        var asked = 0
+        for (i, qclass) in [UInt16(3), 0xFEED, 1].enumerated() {
+            let q = withClass(qclass, id: UInt16(0x2700 + i))
+            let r = try XCTUnwrap(rawUDP(kb, q), "class \(qclass): no answer")
+            XCTAssertEqual(r.rcode, DNSRcode.noError, "class \(qclass): \(r)")
+            XCTAssertEqual(r.id, UInt16(0x2700 + i))
+            XCTAssertEqual(r.questionBytes, Array(q[12...]), "class \(qclass): the question (and its class) must be echoed")
+            asked += 1
+            XCTAssertEqual(try fake.state().count("version.example.test."), asked, "class \(qclass) is its own cache entry")
+            // Asked again: from the cache.
+            let again = try XCTUnwrap(rawUDP(kb, withClass(qclass, id: UInt16(0x2710 + i))))
+            XCTAssertEqual(again.questionBytes, Array(q[12...]))
+            XCTAssertEqual(try fake.state().count("version.example.test."), asked, "class \(qclass), second time: cached")
+        }
+    }
+
     func testUnknownEDNSVersionIsBADVERS() throws {
         var query = QueryBuilder(id: 0x2401, name: "edns1.example.test.")
         query.edns = (1232, 1, false)
