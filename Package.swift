@@ -49,6 +49,6 @@ let package = Package(
         .testTarget(name: "EventLoopTests", dependencies: ["EventLoop", "Forwarding", "NetAddress"]),
         .testTarget(name: "RouteHelperTests", dependencies: ["RouteHelper", "NetAddress", "CShim"], resources: [.copy("Seeds")]),
         .testTarget(name: "KubebridgeConfigTests", dependencies: ["KubebridgeConfig", "NetAddress", "Forwarding"], exclude: ["Seeds"]),
-        .testTarget(name: "EndToEndTests", dependencies: [], exclude: ["Fixtures/fakedns.py"]),
+        .testTarget(name: "EndToEndTests", dependencies: [], exclude: ["Fixtures/fakedns.py", "Fixtures/musl_lookup.c.in", "Scripts"]),
     ]
 )

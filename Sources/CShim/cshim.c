@@ -4,6 +4,8 @@
 #include <sys/random.h>
 #include <sys/eventfd.h>
 #include <assert.h>
+#include <errno.h>
+#include <linux/errqueue.h>
 
 _Static_assert(sizeof(struct kb_mmsghdr) == sizeof(struct mmsghdr), "mmsghdr layout");
 _Static_assert(offsetof(struct kb_mmsghdr, msg_len) == offsetof(struct mmsghdr, msg_len), "mmsghdr layout");
@@ -83,3 +85,41 @@ int kb_accept4(int fd, struct sockaddr *addr, socklen_t *len) {
 }
 
 int kb_eventfd(void) { return eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC); }
+
+int kb_enable_recverr(int fd, int family) {
+    int on = 1;
+    if (family == AF_INET6) return setsockopt(fd, IPPROTO_IPV6, IPV6_RECVERR, &on, sizeof on);
+    return setsockopt(fd, IPPROTO_IP, IP_RECVERR, &on, sizeof on);
+}
+
+int kb_recv_error(int fd, void *payload, size_t cap, size_t *payload_len,
+                  struct sockaddr_storage *dest, socklen_t *dest_len, int *err, int *from_icmp) {
+    /* Room for one sock_extended_err plus the offender's address, for either family. */
+    union { struct cmsghdr align; char buf[CMSG_SPACE(sizeof(struct sock_extended_err) + sizeof(struct sockaddr_in6))]; } ctrl;
+    struct iovec iov = { payload, cap };
+    struct msghdr msg;
+    memset(&msg, 0, sizeof msg);
+    msg.msg_name = dest;
+    msg.msg_namelen = sizeof *dest;
+    msg.msg_iov = &iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = ctrl.buf;
+    msg.msg_controllen = sizeof ctrl.buf;
+    ssize_t n;
+    do { n = recvmsg(fd, &msg, MSG_ERRQUEUE | MSG_DONTWAIT); } while (n < 0 && errno == EINTR);
+    if (n < 0) return (errno == EAGAIN || errno == EWOULDBLOCK) ? 0 : -1;
+    *payload_len = (size_t)n;
+    *dest_len = msg.msg_namelen;
+    *err = 0;
+    *from_icmp = 0;
+    for (struct cmsghdr *c = CMSG_FIRSTHDR(&msg); c != NULL; c = CMSG_NXTHDR(&msg, c)) {
+        if ((c->cmsg_level == IPPROTO_IP && c->cmsg_type == IP_RECVERR)
+            || (c->cmsg_level == IPPROTO_IPV6 && c->cmsg_type == IPV6_RECVERR)) {
+            struct sock_extended_err ee;
+            memcpy(&ee, CMSG_DATA(c), sizeof ee);
+            *err = (int)ee.ee_errno;
+            *from_icmp = ee.ee_origin == SO_EE_ORIGIN_ICMP || ee.ee_origin == SO_EE_ORIGIN_ICMP6;
+        }
+    }
+    return 1;
+}

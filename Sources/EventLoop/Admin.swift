@@ -181,6 +181,7 @@ public enum MetricsText {
         metric("kubebridge_cache_capacity_bytes", "gauge", "Configured cache memory.", [("", Double(dns.cache.capacityBytes))])
         metric("kubebridge_cache_contended_total", "counter", "Lookups or inserts skipped because a shard was busy.", [("", Double(cs.contended))])
         metric("kubebridge_upstream_tcp_fallbacks_total", "counter", "Upstream answers with TC=1 retried over TCP.", [("", sum { $0.tcpFallbacks })])
+        metric("kubebridge_upstream_unreachable_total", "counter", "Upstream attempts failed at once by an ICMP unreachable.", [("", sum { $0.upstreamUnreachable })])
         metric("kubebridge_upstream_retransmissions_total", "counter", "Timed-out queries sent again to the same server with the same ID.", [("", sum { $0.retransmissions })])
         metric("kubebridge_upstream_mismatched_total", "counter", "Upstream packets rejected (wrong ID, source or question).", [("", sum { $0.mismatched })])
         metric("kubebridge_upstream_probes_total", "counter", "Health probes sent to servers marked down.", [("", sum { $0.probes })])

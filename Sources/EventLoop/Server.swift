@@ -77,6 +77,7 @@ public final class DNSServer {
             total.prefetches += c.prefetches; total.upstreamQueries += c.upstreamQueries
             total.upstreamTimeouts += c.upstreamTimeouts; total.upstreamErrors += c.upstreamErrors
             total.tcpFallbacks += c.tcpFallbacks; total.retransmissions += c.retransmissions
+            total.upstreamUnreachable += c.upstreamUnreachable
             total.mismatched += c.mismatched
             total.servfail += c.servfail; total.formerr += c.formerr; total.refused += c.refused
             total.dropped += c.dropped; total.overloaded += c.overloaded; total.truncated += c.truncated

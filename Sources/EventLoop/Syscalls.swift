@@ -108,6 +108,30 @@ enum Sys {
         try retrying("recvmmsg") { Int(kb_recvmmsg(fd, msgs, UInt32(n), Int32(MSG_DONTWAIT))) }
     }
 
+    /// One ICMP (or local) error a datagram we sent provoked: the start of that datagram
+    /// (`bytes` in the caller's buffer), where it went, and the errno it amounts to.
+    struct QueuedError {
+        var bytes: Int
+        var destination: Endpoint?
+        var errno: Int32
+        var fromICMP: Bool
+    }
+
+    /// recvmsg(MSG_ERRQUEUE) on a socket with IP_RECVERR/IPV6_RECVERR: nil when the queue is empty.
+    static func receiveError(_ fd: Int32, into buffer: UnsafeMutableRawPointer, capacity: Int) throws -> QueuedError? {
+        var storage = sockaddr_storage()
+        var length = socklen_t(0), got = 0, err: Int32 = 0, icmp: Int32 = 0
+        let r = kb_recv_error(fd, buffer, capacity, &got, &storage, &length, &err, &icmp)
+        if r < 0 { throw SystemError("recvmsg(MSG_ERRQUEUE)") }
+        if r == 0 { return nil }
+        let destination = length > 0 ? withUnsafeBytes(of: &storage) { SocketAddress.endpoint($0.baseAddress!) } : nil
+        return QueuedError(bytes: got, destination: destination, errno: err, fromICMP: icmp != 0)
+    }
+
+    static func enableReceiveErrors(_ fd: Int32, family: Int32) throws {
+        if kb_enable_recverr(fd, family) != 0 { throw SystemError(family == AF_INET6 ? "setsockopt(IPV6_RECVERR)" : "setsockopt(IP_RECVERR)") }
+    }
+
     @inline(__always)
     static func sendmmsg(_ fd: Int32, _ msgs: UnsafeMutablePointer<kb_mmsghdr>, _ n: Int) throws -> IOResult {
         try retrying("sendmmsg") { Int(kb_sendmmsg(fd, msgs, UInt32(n), Int32(MSG_DONTWAIT))) }

@@ -153,6 +153,10 @@ final class Worker {
             for _ in 0..<options.upstreamSockets {
                 let fd = try Sys.socket(fam == 0 ? AF_INET : AF_INET6, Int32(SOCK_DGRAM.rawValue))
                 try? Sys.setOption(fd, SOL_SOCKET, SO_RCVBUF, options.socketBufferBytes, "SO_RCVBUF")
+                // ICMP "port unreachable" from a server with nothing listening (or kube-proxy
+                // rejecting a Service without endpoints) fails that attempt at once instead of
+                // after upstream-timeout; see drainUpstreamErrors.
+                try? Sys.enableReceiveErrors(fd, family: fam == 0 ? AF_INET : AF_INET6)
                 // Port 0: the kernel picks a random ephemeral port for each socket.
                 upstreamFDs[fam].append(fd)
                 opened.append(fd)
@@ -375,7 +379,13 @@ final class Worker {
         var io = WorkerIO(worker: self)
         for _ in 0..<4 {
             batch.prepareReceive(batch.capacity, withControl: false)
-            guard let r = try? Sys.recvmmsg(fd, batch.msgs, batch.capacity), case .done(let got) = r else { break }
+            let r: IOResult
+            do { r = try Sys.recvmmsg(fd, batch.msgs, batch.capacity) } catch {
+                // A queued ICMP error is reported once as the socket's error: read the queue.
+                drainUpstreamErrors(fd, socket: si, &io)
+                continue
+            }
+            guard case .done(let got) = r else { break }
             batch.received(got)
             now = Sys.monotonicMilliseconds()
             for i in 0..<got {
@@ -389,6 +399,23 @@ final class Worker {
             flushUpstream()
             if got < batch.capacity { break }
         }
+    }
+
+    /// Reads the socket's error queue (IP_RECVERR): each entry names the server and carries
+    /// the start of the query it refused, so the forwarder can fail exactly that attempt.
+    /// Bounded per call; the queue must be emptied or epoll keeps reporting EPOLLERR.
+    func drainUpstreamErrors(_ fd: Int32, socket si: Int, _ io: inout WorkerIO) {
+        let buffer = upstreamBatch.buffer(0)
+        for _ in 0..<64 {
+            guard let e = try? Sys.receiveError(fd, into: buffer, capacity: 512) else { break }
+            now = Sys.monotonicMilliseconds()
+            if e.fromICMP, e.bytes >= Header.size, let server = e.destination {
+                forwarder.upstreamUnreachable(socket: si, id: Header.id(buffer), server: server.address, port: server.port,
+                                              errno: e.errno, now: now, io: &io)
+            }
+        }
+        flushReplies()
+        flushUpstream()
     }
 
     /// Queues an upstream query; `flushUpstream` sends the round's queries grouped by

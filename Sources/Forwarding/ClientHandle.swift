@@ -99,6 +99,8 @@ public struct ForwarderCounters: Sendable {
     public var upstreamTimeouts: UInt64 = 0
     public var upstreamErrors: UInt64 = 0
     public var tcpFallbacks: UInt64 = 0
+    /// Upstream attempts failed at once by an ICMP error (port or host unreachable).
+    public var upstreamUnreachable: UInt64 = 0
     /// Timed-out UDP attempts sent again to the same server with the same ID.
     public var retransmissions: UInt64 = 0
     /// Responses that failed the ID/source/question checks (possible spoofing).

@@ -565,6 +565,27 @@ public final class Forwarder {
         handleResponse(s, p, count: count, now: now, io: &io)
     }
 
+    /// An ICMP error came back for the query with `id` sent on upstream socket `socket` to
+    /// `server`:`port` (nothing listens there, or a firewall such as kube-proxy for a Service
+    /// without endpoints rejected it). That attempt failed now: the next server is tried, or
+    /// the clients get a stale answer or SERVFAIL, without waiting for `upstream-timeout`.
+    /// Only the exact (socket, ID, server) of an attempt in flight counts, so a forged ICMP
+    /// message can at worst fail one query whose ID it guessed.
+    public func upstreamUnreachable<IO: ForwarderIO>(socket: Int, id: UInt16, server address: IPAddress, port: UInt16,
+                                                     errno: Int32, now: UInt64, io: inout IO) {
+        let s = findID(socket: Int32(socket), id: id)
+        guard s >= 0, !pending[Int(s)].overTCP else { return }
+        let st = state(Int(s))
+        let si = Int(pending[Int(s)].server)
+        let server = st.plan.servers[si]
+        guard server.address == address && server.port == port else { return }
+        counters.upstreamUnreachable &+= 1
+        let wasDown = st.down[si]
+        st.unreachable(si, now: now)
+        if st.down[si] && !wasDown { io.event(.serverDown(server, zone: st.plan.groups[Int(pending[Int(s)].group)].name)) }
+        attemptFailed(s, now: now, io: &io, error: true)
+    }
+
     /// The answer to a query retried over TCP (after TC=1).
     public func handleTCPResponse<IO: ForwarderIO>(token: UInt64, _ p: UnsafeMutableRawPointer, count: Int,
                                                    now: UInt64, io: inout IO) {

@@ -63,6 +63,17 @@ public final class UpstreamHealth {
         }
     }
 
+    /// The server refused the query outright (ICMP unreachable): a failure like a timeout
+    /// for marking it down, counted as an error rather than a timeout.
+    func unreachable(_ server: Int, now: UInt64) {
+        errors[server] &+= 1
+        consecutiveFailures[server] += 1
+        if consecutiveFailures[server] >= UpstreamHealth.downAfter && !down[server] {
+            down[server] = true
+            lastProbe[server] = now
+        }
+    }
+
     /// Position in `group.servers` to try first. Cluster groups go in configured order
     /// (kube-dns replicas are equivalent; order keeps behaviour predictable); other groups
     /// take the fastest server that is up, trying unmeasured ones first.

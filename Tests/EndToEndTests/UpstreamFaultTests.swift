@@ -196,4 +196,24 @@ final class UpstreamFaultTests: EndToEndTestCase {
             XCTAssertEqual(try broken.state().count(other) + ok.state().count(other), 3, mode.rawValue)
         }
     }
+
+    /// Nothing listens on the first cluster server's port: the kernel answers with ICMP port
+    /// unreachable and kubebridge fails that attempt at once (IP_RECVERR) instead of waiting for
+    /// the 2 s upstream timeout. Alone: SERVFAIL at once; with a second server: its answer at once.
+    func testICMPPortUnreachableFailsOverWithoutWaiting() throws {
+        let closedPort = try E2E.freePort(host: "127.0.0.7")
+        let closed = ["--cluster-dns", "127.0.0.7:\(closedPort)"]
+        let alone = try startKubebridge(["--cluster-zone", "cluster.local", "--upstream", "127.0.0.9:9"] + closed
+                                        + Self.timeouts(upstreamMs: 2000, queryMs: 4000))
+        let (failed, failedIn) = try timed(alone, "web.closed.svc.cluster.local.", id: 0x5501)
+        XCTAssertEqual(try XCTUnwrap(failed, "no answer").rcode, DNSRcode.servFail, "\(failed!)")
+        XCTAssertLessThan(failedIn, 1.0, "a refused port must not cost the 2 s upstream timeout")
+
+        let ok = try startFake(.ok, address: "127.0.0.6")
+        let both = try startKubebridge(["--cluster-zone", "cluster.local", "--upstream", "127.0.0.9:9"] + closed
+                                       + ["--cluster-dns", ok.endpoint] + Self.timeouts(upstreamMs: 2000, queryMs: 4000))
+        let (answer, answeredIn) = try timed(both, "web.next.svc.cluster.local.", id: 0x5502)
+        XCTAssertEqual(answer?.addresses, ["192.0.2.1"], "\(answer.map { "\($0)" } ?? "no answer")")
+        XCTAssertLessThan(answeredIn, 1.0, "failover after ICMP unreachable should not wait for the timeout")
+    }
 }

@@ -273,6 +273,44 @@ final class ForwarderReplayTests: XCTestCase {
         XCTAssertGreaterThan(Set(io.udp.suffix(24).map(\.socket)).count, 1, "24 rounds over 4 sockets all on one")
     }
 
+    /// ICMP port unreachable for an attempt: the next server at once, no waiting for the
+    /// timeout; an ICMP error naming another server or ID changes nothing; with no server
+    /// left the stale answer (or SERVFAIL) comes at once; three in a row mark the server down.
+    func testICMPUnreachableFailsTheAttemptAtOnce() throws {
+        let f = try makeForwarder(clusterServers: [cluster, cluster2])
+        handle(f, query("icmp.cluster.local", id: 1))
+        let first = io.udp[0]
+        let id = parse(first.bytes).id
+        f.upstreamUnreachable(socket: first.socket, id: id &+ 1, server: cluster.address, port: cluster.port, errno: ECONNREFUSED, now: now, io: &io)
+        f.upstreamUnreachable(socket: first.socket, id: id, server: cluster2.address, port: cluster2.port, errno: ECONNREFUSED, now: now, io: &io)
+        XCTAssertEqual(io.udp.count, 1, "an ICMP error for another ID or server is ignored")
+        f.upstreamUnreachable(socket: first.socket, id: id, server: cluster.address, port: cluster.port, errno: ECONNREFUSED, now: now, io: &io)
+        XCTAssertEqual(io.udp.count, 2, "the next server, without waiting")
+        XCTAssertEqual(io.udp[1].server, cluster2)
+        XCTAssertEqual(f.counters.upstreamUnreachable, 1)
+        respond(f, to: io.udp[1]) { b, q in b.record(.answer, owner: q, type: RRType.a, ttl: 1, rdata: [172, 21, 0, 5]) }
+        XCTAssertEqual(Array(io.replies[0].1.suffix(4)), [172, 21, 0, 5])
+
+        // Expired, both servers refusing: the stale answer at once.
+        now += 5_000
+        handle(f, query("icmp.cluster.local", id: 2))
+        for _ in 0..<2 {
+            let sent = io.udp.last!
+            f.upstreamUnreachable(socket: sent.socket, id: parse(sent.bytes).id, server: sent.server.address, port: sent.server.port,
+                                  errno: ECONNREFUSED, now: now, io: &io)
+        }
+        XCTAssertEqual(io.replies.count, 2, "stale answer without any timeout")
+        XCTAssertEqual(Array(io.replies[1].1.suffix(4)), [172, 21, 0, 5])
+        XCTAssertEqual(f.inFlight, 0)
+        // A third refusal from the first server in a row marks it down.
+        handle(f, query("icmp2.cluster.local", id: 3))
+        let sent = io.udp.last!
+        XCTAssertEqual(sent.server, cluster)
+        f.upstreamUnreachable(socket: sent.socket, id: parse(sent.bytes).id, server: cluster.address, port: cluster.port,
+                              errno: ECONNREFUSED, now: now, io: &io)
+        XCTAssertTrue(io.events.contains("down \(cluster) cluster"), "\(io.events)")
+    }
+
     /// Failing over to another server is a new query: new ID, and the first server's late
     /// answer no longer matches anything.
     func testFailoverUsesAFreshIDAndIgnoresTheFirstServersLateAnswer() throws {

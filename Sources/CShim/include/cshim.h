@@ -44,6 +44,21 @@ int kb_opt_ipv6_recvpktinfo(void);
 int kb_opt_ip_pktinfo(void);
 int kb_opt_so_reuseport(void);
 
+/* Turns on IP_RECVERR (AF_INET) or IPV6_RECVERR (AF_INET6): ICMP errors for datagrams an
+ * unconnected socket sent are queued on its error queue. Returns setsockopt's result. */
+int kb_enable_recverr(int fd, int family);
+
+/*
+ * Reads one entry of fd's error queue (recvmsg with MSG_ERRQUEUE | MSG_DONTWAIT). On success
+ * returns 1 and fills: payload (the start of the datagram that caused the error, at most cap
+ * bytes; *payload_len), dest (its destination address; *dest_len), *err (the errno the ICMP
+ * message means, e.g. ECONNREFUSED for port unreachable) and *from_icmp (1 when the error came
+ * from an ICMP/ICMPv6 message, 0 for a local one). Returns 0 when the queue is empty, -1 with
+ * errno on failure.
+ */
+int kb_recv_error(int fd, void *payload, size_t cap, size_t *payload_len,
+                  struct sockaddr_storage *dest, socklen_t *dest_len, int *err, int *from_icmp);
+
 /* accept4(2) with SOCK_NONBLOCK | SOCK_CLOEXEC. */
 int kb_accept4(int fd, struct sockaddr *addr, socklen_t *len);
 
