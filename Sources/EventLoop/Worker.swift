@@ -377,7 +377,7 @@ final class Worker {
         guard let si = upstreamSocketIndex(fd) else { return }
         let batch = upstreamBatch
         var io = WorkerIO(worker: self)
-        for _ in 0..<4 {
+        for round in 0..<4 {
             batch.prepareReceive(batch.capacity, withControl: false)
             let r: IOResult
             do { r = try Sys.recvmmsg(fd, batch.msgs, batch.capacity) } catch {
@@ -385,7 +385,12 @@ final class Worker {
                 drainUpstreamErrors(fd, socket: si, &io)
                 continue
             }
-            guard case .done(let got) = r else { break }
+            guard case .done(let got) = r else {
+                // Woken with nothing to read: epoll saw EPOLLERR, i.e. an error queue whose
+                // socket error a send already consumed. Empty it, or the wake-ups never stop.
+                if round == 0 { drainUpstreamErrors(fd, socket: si, &io) }
+                break
+            }
             batch.received(got)
             now = Sys.monotonicMilliseconds()
             for i in 0..<got {
@@ -461,12 +466,21 @@ final class Worker {
             var end = start + 1
             while end < n && b.fds[Int(order[end])] == fd { end += 1 }
             var at = start
+            var retried = false
             while at < end {
-                guard let r = try? Sys.sendmmsg(fd, upstreamSorted + at, end - at), case .done(let sent) = r, sent > 0 else {
-                    at += 1   // this one is lost; the forwarder's timeout retries it
+                let r: IOResult
+                do { r = try Sys.sendmmsg(fd, upstreamSorted + at, end - at) } catch let e as SystemError {
+                    // An earlier ICMP error (IP_RECVERR) is reported by the next send, which then
+                    // sends nothing: send again once. Anything else: this one is lost and the
+                    // forwarder's timeout retries it.
+                    let asynchronous = e.errno == ECONNREFUSED || e.errno == EHOSTUNREACH || e.errno == ENETUNREACH
+                    if !(asynchronous && !retried) { at += 1 }
+                    retried = true
                     continue
-                }
+                } catch { at += 1; continue }
+                guard case .done(let sent) = r, sent > 0 else { at += 1; continue }
                 at += sent
+                retried = false
             }
             start = end
         }

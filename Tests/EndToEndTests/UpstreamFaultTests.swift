@@ -208,6 +208,20 @@ final class UpstreamFaultTests: EndToEndTestCase {
         let (failed, failedIn) = try timed(alone, "web.closed.svc.cluster.local.", id: 0x5501)
         XCTAssertEqual(try XCTUnwrap(failed, "no answer").rcode, DNSRcode.servFail, "\(failed!)")
         XCTAssertLessThan(failedIn, 1.0, "a refused port must not cost the 2 s upstream timeout")
+        // A burst: ICMP errors arrive while more queries are being sent on the same socket, so a
+        // send reports (and clears) the socket error before the loop reads the error queue. Every
+        // query is still answered, and afterwards the worker is idle, not spinning on EPOLLERR.
+        let sock = try RawDNS.UDPSocket(host: alone.host, port: alone.port)
+        for i in 0..<40 { try sock.send(QueryBuilder(id: UInt16(0x5600 + i), name: "burst\(i).closed.svc.cluster.local.").bytes) }
+        var answered = 0
+        while answered < 40, let bytes = try sock.receive(timeout: 3) {
+            if try DNSResponse(bytes).rcode == DNSRcode.servFail { answered += 1 }
+        }
+        XCTAssertEqual(answered, 40, "every query of the burst gets its SERVFAIL")
+        let before = try XCTUnwrap(E2E.cpuTicks(pid: alone.pid))
+        Thread.sleep(forTimeInterval: 1)
+        let spent = try XCTUnwrap(E2E.cpuTicks(pid: alone.pid)) - before
+        XCTAssertLessThan(spent, 20, "kubebridge used \(spent) ticks of CPU in 1 s while idle: a wake-up loop")
 
         let ok = try startFake(.ok, address: "127.0.0.6")
         let both = try startKubebridge(["--cluster-zone", "cluster.local", "--upstream", "127.0.0.9:9"] + closed

@@ -15,6 +15,15 @@ extension E2E {
         return nil
     }
 
+    /// User + system CPU time of `pid` so far, in clock ticks (/proc/PID/stat fields 14 and 15).
+    static func cpuTicks(pid: Int32) -> Int? {
+        guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
+              let close = stat.lastIndex(of: ")") else { return nil }
+        let fields = stat[stat.index(after: close)...].split(separator: " ")
+        guard fields.count > 13, let u = Int(fields[11]), let s = Int(fields[12]) else { return nil }
+        return u + s
+    }
+
     /// Number of open file descriptors of `pid` (entries of /proc/PID/fd).
     static func openFileCount(pid: Int32) -> Int? {
         (try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(pid)/fd"))?.count
