@@ -206,7 +206,8 @@ public final class Forwarder {
             // client asks again over TCP (RFC 8482 allows a minimal answer).
             if q.qtype == 255 { return answerTruncated(p, q, client, &io) }
         }
-        let group = router._withUnsafeGuaranteedRef { $0.route(name: p + Header.size, length: q.nameLength, labelCount: q.labelCount) }
+        // The cache key does not depend on the zone: route only when upstream is needed (a
+        // miss or a prefetch), which keeps the suffix walk off the hit path.
         let keyFlags = (q.dnssecOK ? CacheKey.dnssecOK : 0) | (q.checkingDisabled ? CacheKey.checkingDisabled : 0)
         let key = CacheKey(name: p + Header.size, nameLength: q.nameLength, qtype: q.qtype, qclass: q.qclass, flags: keyFlags)
         let nowS = Forwarder.seconds(now)
@@ -225,11 +226,15 @@ public final class Forwarder {
             emit(client, scratch, n, &io, origin: .cache)
             if hit.wantsRefresh && prefetch {
                 counters.prefetches &+= 1
-                if findFlight(key) < 0 { _ = startQuery(key, group: group, now: now, staleAvailable: true, io: &io) }
+                if findFlight(key) < 0 {
+                    let group = router._withUnsafeGuaranteedRef { $0.route(name: p + Header.size, length: q.nameLength, labelCount: q.labelCount) }
+                    _ = startQuery(key, group: group, now: now, staleAvailable: true, io: &io)
+                }
             }
             return
         }
         counters.cacheMisses &+= 1
+        let group = router._withUnsafeGuaranteedRef { $0.route(name: p + Header.size, length: q.nameLength, labelCount: q.labelCount) }
         var slot = findFlight(key)
         if slot >= 0 && pending[Int(slot)].waiterCount < Forwarder.maxWaitersPerQuery {
             counters.coalesced &+= 1
