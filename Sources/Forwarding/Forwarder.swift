@@ -610,9 +610,14 @@ public final class Forwarder {
         let s = Int32(truncatingIfNeeded: token & 0xffff_ffff)
         guard s >= 0, Int(s) < maxPending, pending[Int(s)].inUse, pending[Int(s)].overTCP,
               pending[Int(s)].generation == UInt32(truncatingIfNeeded: token >> 32) else { return }
+        serverErred(s, now: now, io: &io)
+    }
+
+    /// The server of slot `s`'s current attempt failed it (an error rcode, a broken or
+    /// truncated answer over TCP, a TCP connection that broke): count it and move on.
+    func serverErred<IO: ForwarderIO>(_ s: Int32, now: UInt64, io: inout IO) {
         counters.upstreamErrors &+= 1
-        let st = state(Int(s))
-        st.errors[Int(pending[Int(s)].server)] &+= 1
+        state(Int(s)).errors[Int(pending[Int(s)].server)] &+= 1
         attemptFailed(s, now: now, io: &io, error: true)
     }
 
@@ -628,9 +633,7 @@ public final class Forwarder {
             // Over TCP (our own connection, ID checked) this is the server's only answer and it
             // is broken or cut short: that server failed.
             if e.overTCP {
-                counters.upstreamErrors &+= 1
-                state(i).errors[Int(e.server)] &+= 1
-                return attemptFailed(s, now: now, io: &io, error: true)
+                return serverErred(s, now: now, io: &io)
             }
             // Over UDP it could be spoofed or a confused server. Keep waiting.
             return
@@ -644,16 +647,12 @@ public final class Forwarder {
             return
         }
         guard r.ok else {
-            counters.upstreamErrors &+= 1
-            st.errors[Int(e.server)] &+= 1
-            return attemptFailed(s, now: now, io: &io, error: true)
+            return serverErred(s, now: now, io: &io)
         }
         if r.truncated && e.overTCP {
             // TC over TCP cannot be fixed by asking again the same way (a server stuck in a
             // TC loop, or an answer over 64 KiB): this server failed; try the next or SERVFAIL.
-            counters.upstreamErrors &+= 1
-            st.errors[Int(e.server)] &+= 1
-            return attemptFailed(s, now: now, io: &io, error: true)
+            return serverErred(s, now: now, io: &io)
         }
         if r.truncated {
             // RFC 7766 5: retry the same question over TCP to the same server.
@@ -672,9 +671,7 @@ public final class Forwarder {
         let rcode = r.rcode | UInt16(r.extendedRCodeHigh) << 4
         if rcode == RCode.servFail.rawValue || rcode == RCode.refused.rawValue || rcode == RCode.notImp.rawValue
             || rcode > 15 {
-            counters.upstreamErrors &+= 1
-            st.errors[Int(e.server)] &+= 1
-            return attemptFailed(s, now: now, io: &io, error: true)
+            return serverErred(s, now: now, io: &io)
         }
         // Canonical form for the cache and for every waiter: no OPT, ID 0.
         var n = count
