@@ -85,8 +85,8 @@ public struct DNSSettings: Sendable {
     public var rateLimitExempt: [CIDR] = []
     public var clusterAAAANodata: Bool = true
     /// Upstream UDP sockets per worker and address family, each on a kernel-chosen random
-    /// port; a query leaves on a random one (RFC 5452). More sockets: more port entropy;
-    /// fewer: more answers read per system call.
+    /// port; each round of queries sent together leaves on a randomly drawn one (RFC 5452).
+    /// More sockets: more port entropy; fewer: more answers read per system call.
     public var upstreamSockets: Int = 16
     public var queryLog: Bool = false
 
